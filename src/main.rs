@@ -1,0 +1,154 @@
+//! The `sessiond` binary: parse the command line, set up logging, load and validate the
+//! configuration before binding anything, run until SIGINT/SIGTERM, then drain.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use sessiond::{Config, Daemon};
+
+/// Exit code for a configuration that cannot be used (EX_USAGE).
+const EXIT_CONFIG: u8 = 64;
+
+#[derive(Parser)]
+#[command(name = "sessiond", version, about = "A forward proxy that owns HTTP sessions")]
+struct Cli {
+    /// Log line format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon (the default).
+    Run {
+        /// Configuration file; without one the built-in defaults apply.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a configuration file and exit: 0 if it is usable, 64 if not.
+    Check {
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match cli.command.unwrap_or(Command::Run { config: None }) {
+        Command::Check { config } => check(&config),
+        Command::Run { config } => {
+            let config = match load(config.as_deref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("sessiond: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            runtime.block_on(run(config))
+        }
+    }
+}
+
+fn load(path: Option<&std::path::Path>) -> Result<Config, ExitCode> {
+    let loaded = match path {
+        Some(p) => Config::from_file(p),
+        None => Ok(Config::defaults()),
+    };
+    loaded.map_err(|e| {
+        eprintln!("sessiond: configuration error: {e}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    match Config::from_file(path) {
+        Ok(config) => {
+            println!(
+                "{}: ok ({} configured sessions, proxy on {})",
+                path.display(),
+                config.sessions.len(),
+                config
+                    .proxy
+                    .listen
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: {e}", path.display());
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+async fn run(config: Config) -> ExitCode {
+    let daemon = match Daemon::start(config).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            return ExitCode::FAILURE;
+        }
+    };
+    for addr in daemon.proxy_addrs() {
+        tracing::info!(%addr, "proxy listening");
+    }
+    tracing::info!(addr = %daemon.admin_addr(), "admin API listening");
+
+    wait_for_signal().await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    // A second signal during the drain stops at once.
+    let cut = tokio::select! {
+        cut = daemon.shutdown() => cut,
+        _ = wait_for_signal() => {
+            tracing::warn!("second signal: exiting without waiting");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(connections_cut = cut, "stopped");
+    ExitCode::SUCCESS
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch SIGTERM; stopping on SIGINT only");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}

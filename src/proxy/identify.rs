@@ -1,0 +1,124 @@
+//! Which session a request belongs to. The first source that names one decides:
+//! `X-Session`, the user of `Proxy-Authorization: Basic`, the listener's own session, the
+//! client's address in `[[clients]]`, then `default`. Then the gate: a session with a
+//! secret needs it (unless reached through its own listener or a `[[clients]]` match), and
+//! `require_auth` needs the selected session's secret on every request.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use http::{HeaderMap, header};
+
+use super::ConnInfo;
+use super::rewrite::X_SESSION;
+use crate::config::ClientRule;
+use crate::error::ProxyError;
+use crate::session::{Registry, RegistryError, Session};
+
+/// What identification needs besides the request.
+pub struct Identifier {
+    pub registry: Registry,
+    pub clients: Vec<ClientRule>,
+    pub require_auth: bool,
+}
+
+/// Credentials from `Proxy-Authorization: Basic`.
+struct ProxyCredentials {
+    user: String,
+    password: String,
+}
+
+impl Identifier {
+    pub fn identify(&self, headers: &HeaderMap, conn: &ConnInfo) -> Result<Arc<Session>, ProxyError> {
+        if !conn.client_allowed {
+            return Err(ProxyError::ClientForbidden(conn.peer.ip()));
+        }
+        let creds = proxy_credentials(headers)?;
+        let explicit = match headers.get(X_SESSION) {
+            Some(v) => Some(v.to_str().map_err(|_| {
+                ProxyError::BadRequest("X-Session is not a valid session name".into())
+            })?),
+            None => creds.as_ref().map(|c| c.user.as_str()),
+        };
+        let client_rule = self.client_rule(conn.peer.ip());
+        let name: &str = explicit
+            .or(conn.listener_session.as_deref())
+            .or(client_rule.map(|r| r.session.as_str()))
+            .unwrap_or("default");
+
+        let password = creds.as_ref().map(|c| c.password.as_str());
+        let session = match self.registry.get(name) {
+            Some(s) => s,
+            // Under require_auth a new session could never authenticate (it has no
+            // secret), so refuse before creating anything.
+            None if self.require_auth => return Err(auth_required(name)),
+            None => self.registry.get_or_create(name).map_err(|e| match e {
+                RegistryError::InvalidName => ProxyError::BadRequest(format!(
+                    "invalid session name {:?}: use 1-64 characters of A-Z a-z 0-9 . _ -",
+                    truncate(name)
+                )),
+                RegistryError::Unknown => ProxyError::ProxyAuthRequired(
+                    "unknown session (proxy.dynamic_sessions is off)",
+                ),
+            })?,
+        };
+
+        let secret_ok = session.secret().is_some_and(|s| password.is_some_and(|p| s.matches(p)));
+        if self.require_auth && !secret_ok {
+            return Err(auth_required(name));
+        }
+        if session.secret().is_some() && !secret_ok {
+            let entitled = conn.listener_session.as_deref() == Some(name)
+                || self.clients.iter().any(|r| r.session == name && r.net.contains(&conn.peer.ip()));
+            if !entitled {
+                return Err(auth_required(name));
+            }
+        }
+        Ok(session)
+    }
+
+    fn client_rule(&self, ip: IpAddr) -> Option<&ClientRule> {
+        // An IPv4 client on a dual-stack socket shows up as ::ffff:a.b.c.d.
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        self.clients.iter().find(|r| r.net.contains(&ip))
+    }
+}
+
+fn auth_required(_name: &str) -> ProxyError {
+    ProxyError::ProxyAuthRequired(
+        "this session needs its secret: send Proxy-Authorization (HTTP_PROXY=http://NAME:SECRET@host:port)",
+    )
+}
+
+fn truncate(name: &str) -> String {
+    name.chars().take(80).collect()
+}
+
+/// Parses `Proxy-Authorization: Basic base64(user:password)`. Other schemes are not ours
+/// and are treated as absent.
+fn proxy_credentials(headers: &HeaderMap) -> Result<Option<ProxyCredentials>, ProxyError> {
+    let Some(value) = headers.get(header::PROXY_AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let bad = || ProxyError::BadRequest("malformed Proxy-Authorization (expected Basic base64(user:password))".into());
+    let text = value.to_str().map_err(|_| bad())?;
+    let Some((scheme, token)) = text.trim().split_once(' ') else {
+        return Err(bad());
+    };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Ok(None);
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(token.trim())
+        .map_err(|_| bad())?;
+    let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
+    let (user, password) = decoded.split_once(':').unwrap_or((decoded.as_str(), ""));
+    Ok(Some(ProxyCredentials {
+        user: user.to_string(),
+        password: password.to_string(),
+    }))
+}

@@ -1,0 +1,164 @@
+//! The request pipeline, one stage per file, in the order a request meets them:
+//!
+//! 1. [`identify`] — request → session (or 400/403/407).
+//! 2. target — the absolute-form URL, the session's `allow_hosts`/`deny_hosts` (403).
+//! 3. [`rewrite`] — hop-by-hop out, `Via` and `Host`, session headers, credentials, cookies.
+//! 4. [`upstream`] — the shared pool for the session's connection identity; timeouts.
+//! 5. [`record`] — `Set-Cookie` into the jar, the access-log line.
+//! 6. [`body`] — the response body streams back with the read timeout.
+//!
+//! [`Proxy::handle`] takes any `Request<Incoming>` whose URI is absolute, so a request
+//! decrypted from a CONNECT tunnel can enter at the same point as a plain one.
+
+pub mod body;
+pub mod identify;
+pub mod record;
+pub mod rewrite;
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::{Method, Request, Response, Version};
+use hyper::body::Incoming;
+use url::Url;
+
+use body::{ProxyBody, Tracked};
+use identify::Identifier;
+use record::ExchangeLog;
+
+use crate::error::ProxyError;
+use crate::session::Session;
+
+/// Where a request came from: fixed for the life of a client connection.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    /// Set when the connection arrived on a session's own listener.
+    pub listener_session: Option<Arc<str>>,
+    /// False on a non-loopback listener for a peer no `[[clients]]` entry admits.
+    pub client_allowed: bool,
+}
+
+/// The pipeline's shared state.
+pub struct Proxy {
+    identifier: Identifier,
+}
+
+impl Proxy {
+    pub fn new(identifier: Identifier) -> Proxy {
+        Proxy { identifier }
+    }
+
+    pub fn registry(&self) -> &crate::session::Registry {
+        &self.identifier.registry
+    }
+
+    /// Runs one exchange. Never fails: errors become the proxy's own responses.
+    pub async fn handle(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<ProxyBody> {
+        let mut log = ExchangeLog::new(req.method().clone(), req.uri().clone(), Instant::now());
+        match self.exchange(req, conn, &mut log).await {
+            Ok((head, body, read_timeout)) => {
+                log.set_status(head.status.as_u16());
+                let body = Tracked::new(body, read_timeout, log);
+                Response::from_parts(head, ProxyBody::Upstream(Box::new(body)))
+            }
+            Err(err) => {
+                let resp = err.to_response();
+                log.set_status(resp.status().as_u16());
+                log.set_outcome("proxy error");
+                tracing::warn!(peer = %conn.peer, error = %err, "request failed");
+                resp
+            }
+        }
+    }
+
+    /// The stages, in order. Returns the response head and body ready for the client.
+    async fn exchange(
+        &self,
+        req: Request<Incoming>,
+        conn: &ConnInfo,
+        log: &mut ExchangeLog,
+    ) -> Result<(http::response::Parts, Incoming, Duration), ProxyError> {
+        let session = self.identifier.identify(req.headers(), conn)?;
+        log.set_session(session.begin_exchange());
+        let url = target_url(&req)?;
+        check_hosts(&session, &url)?;
+
+        let (mut parts, body) = req.into_parts();
+        rewrite::strip_hop_by_hop(&mut parts.headers);
+        parts.headers.remove(rewrite::X_SESSION);
+        rewrite::add_via(&mut parts.headers, parts.version);
+        rewrite::set_host(&mut parts.headers, &url);
+        rewrite::apply_session(&mut parts.headers, &session, &url);
+        // The client's protocol (HTTP/1.0, h2c) says nothing about the origin's.
+        parts.version = Version::HTTP_11;
+
+        let timeouts = session.settings().timeouts;
+        let resp = session
+            .upstream()
+            .send(Request::from_parts(parts, body), timeouts.response)
+            .await?;
+
+        let (mut head, body) = resp.into_parts();
+        record::store_cookies(&session, &url, &head.headers);
+        rewrite::strip_hop_by_hop(&mut head.headers);
+        rewrite::add_via(&mut head.headers, head.version);
+        head.version = Version::HTTP_11;
+        Ok((head, body, timeouts.read))
+    }
+}
+
+/// The absolute-form target as a URL (the jar and host rules need its parts).
+fn target_url(req: &Request<Incoming>) -> Result<Url, ProxyError> {
+    if req.method() == Method::CONNECT {
+        return Err(ProxyError::NotImplemented("CONNECT (HTTPS through the proxy)"));
+    }
+    let uri = req.uri();
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err(ProxyError::NotImplemented(
+                "https:// in a plain request (use CONNECT, as clients do with HTTPS_PROXY)",
+            ));
+        }
+        Some(other) => {
+            return Err(ProxyError::BadRequest(format!(
+                "unsupported scheme {other:?}"
+            )));
+        }
+        None => {
+            return Err(ProxyError::BadRequest(
+                "sessiond is a forward proxy: send absolute-form requests \
+                 (GET http://host/path), e.g. by setting HTTP_PROXY"
+                    .into(),
+            ));
+        }
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(ProxyError::BadRequest("the target URL has no host".into()));
+    }
+    Url::parse(&uri.to_string())
+        .map_err(|e| ProxyError::BadRequest(format!("the target URL is not valid: {e}")))
+}
+
+/// The session's egress rules: `deny_hosts` always wins; with `allow_hosts`, only those.
+fn check_hosts(session: &Session, url: &Url) -> Result<(), ProxyError> {
+    let settings = session.settings();
+    let host = url.host_str().unwrap_or_default();
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let allowed = !settings.deny_hosts.matches(host)
+        && settings.allow_hosts.as_ref().is_none_or(|a| a.matches(host));
+    if allowed {
+        Ok(())
+    } else {
+        Err(ProxyError::HostDenied {
+            host: host.to_string(),
+            session: session.name().to_string(),
+        })
+    }
+}

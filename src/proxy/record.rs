@@ -1,0 +1,137 @@
+//! What the proxy keeps from a response: its `Set-Cookie` headers go into the session's
+//! jar (whatever the status, redirects and errors included), and every exchange leaves
+//! one access-log line when it ends.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{HeaderMap, Method, Uri, header};
+use url::Url;
+
+use crate::session::jar::SetOutcome;
+use crate::session::{ExchangeGuard, Session};
+
+/// Stores every `Set-Cookie` of a response in the session's jar.
+pub fn store_cookies(session: &Session, url: &Url, headers: &HeaderMap) {
+    let mut values = headers.get_all(header::SET_COOKIE).iter().peekable();
+    if values.peek().is_none() {
+        return;
+    }
+    let mut jar = session.jar();
+    for value in values {
+        if let SetOutcome::Ignored(reason) = jar.set_cookie(value.as_bytes(), url) {
+            // The reason only: the header carries the cookie's value.
+            tracing::debug!(session = %session.name(), host = url.host_str().unwrap_or(""), reason, "Set-Cookie ignored");
+        }
+    }
+}
+
+/// One exchange's access-log line, written when this is dropped: at the end of the
+/// response body, or at once for a response the proxy made itself.
+pub struct ExchangeLog {
+    session: Option<Arc<str>>,
+    method: Method,
+    uri: Uri,
+    status: u16,
+    started: Instant,
+    bytes: u64,
+    outcome: &'static str,
+    /// Keeps the session marked busy until the body is done.
+    _guard: Option<ExchangeGuard>,
+}
+
+impl ExchangeLog {
+    pub fn new(method: Method, uri: Uri, started: Instant) -> ExchangeLog {
+        ExchangeLog {
+            session: None,
+            method,
+            uri,
+            status: 0,
+            started,
+            bytes: 0,
+            // What remains if the body is dropped before it ends.
+            outcome: "client went away",
+            _guard: None,
+        }
+    }
+
+    pub fn set_session(&mut self, guard: ExchangeGuard) {
+        self.session = Some(Arc::clone(guard.session().name()));
+        self._guard = Some(guard);
+    }
+
+    pub fn set_status(&mut self, status: u16) {
+        self.status = status;
+    }
+
+    pub fn add_bytes(&mut self, n: usize) {
+        self.bytes += n as u64;
+    }
+
+    pub fn set_outcome(&mut self, outcome: &'static str) {
+        self.outcome = outcome;
+    }
+}
+
+impl Drop for ExchangeLog {
+    fn drop(&mut self) {
+        tracing::info!(
+            target: "sessiond::access",
+            session = self.session.as_deref().unwrap_or("-"),
+            method = %self.method,
+            url = %RedactedUri(&self.uri),
+            status = self.status,
+            bytes = self.bytes,
+            duration_ms = %format_args!("{:.3}", self.started.elapsed().as_secs_f64() * 1000.0),
+            outcome = self.outcome,
+        );
+    }
+}
+
+/// Displays a URI without user info and with every query value replaced by `…`: query
+/// strings routinely carry tokens.
+pub struct RedactedUri<'a>(pub &'a Uri);
+
+impl std::fmt::Display for RedactedUri<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let uri = self.0;
+        if let Some(scheme) = uri.scheme_str() {
+            write!(f, "{scheme}://")?;
+        }
+        if let Some(host) = uri.host() {
+            f.write_str(host)?;
+            if let Some(port) = uri.port_u16() {
+                write!(f, ":{port}")?;
+            }
+        }
+        f.write_str(uri.path())?;
+        if let Some(query) = uri.query() {
+            f.write_str("?")?;
+            for (i, pair) in query.split('&').enumerate() {
+                if i > 0 {
+                    f.write_str("&")?;
+                }
+                match pair.split_once('=') {
+                    Some((k, _)) => write!(f, "{k}=…")?,
+                    None => f.write_str(pair)?,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_hides_query_values_and_user_info() {
+        let uri: Uri = "http://user:pw@example.com:8080/a/b?token=abc&x=1&flag"
+            .parse()
+            .unwrap();
+        let shown = RedactedUri(&uri).to_string();
+        assert_eq!(shown, "http://example.com:8080/a/b?token=…&x=…&flag");
+        assert!(!shown.contains("abc") && !shown.contains("pw"));
+    }
+}

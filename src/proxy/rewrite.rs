@@ -1,0 +1,176 @@
+//! Rewriting a request for its origin and a response for its client: hop-by-hop headers
+//! out (both ways), `Via` in, `Host` rebuilt, then the session's treatment: its header
+//! rules, its credentials for this host only, and its cookies.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::Version;
+use url::Url;
+
+use crate::session::Session;
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1), plus the
+/// proxy-only ones. `Upgrade` is here too: upgrades are not forwarded yet.
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHORIZATION,
+    header::PROXY_AUTHENTICATE,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+];
+
+/// Chooses the session; never forwarded.
+pub const X_SESSION: HeaderName = HeaderName::from_static("x-session");
+
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name) || name == header::UPGRADE
+}
+
+/// Removes `Connection`, every header it names, and the fixed hop-by-hop set.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Names listed in Connection are collected first: removing while iterating the
+    // header's values is not possible, and the list is short.
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+    headers.remove(header::UPGRADE);
+}
+
+/// Appends this proxy to `Via` (RFC 9110 §7.6.3) for a message received as `version`.
+pub fn add_via(headers: &mut HeaderMap, version: Version) {
+    let ours = match version {
+        Version::HTTP_09 => "0.9 sessiond",
+        Version::HTTP_10 => "1.0 sessiond",
+        Version::HTTP_2 => "2 sessiond",
+        Version::HTTP_3 => "3 sessiond",
+        _ => "1.1 sessiond",
+    };
+    headers.append(header::VIA, HeaderValue::from_static(ours));
+}
+
+/// Sets `Host` from the target authority, dropping a default port.
+pub fn set_host(headers: &mut HeaderMap, url: &Url) {
+    // host_str keeps IPv6 brackets, and port() is None for the scheme's default port.
+    let host = url.host_str().unwrap_or_default();
+    let value = match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        headers.insert(header::HOST, v);
+    }
+}
+
+/// Applies the session's header rules, credentials and cookies for a request to `url`.
+pub fn apply_session(headers: &mut HeaderMap, session: &Session, url: &Url) {
+    let settings = session.settings();
+    for name in &settings.remove_headers {
+        headers.remove(name);
+    }
+    for (name, value) in &settings.headers {
+        if !headers.contains_key(name) {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+    for (name, value) in &settings.override_headers {
+        headers.insert(name.clone(), value.clone());
+    }
+
+    let host = url.host_str().unwrap_or_default();
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    // The first matching credential for a header wins; later ones for the same header
+    // do not replace what a credential already set.
+    let mut set_by_us: Vec<&HeaderName> = Vec::new();
+    for cred in &settings.auth {
+        if !cred.hosts.matches(host) || set_by_us.contains(&&cred.header) {
+            continue;
+        }
+        if headers.contains_key(&cred.header) && !cred.override_client {
+            continue;
+        }
+        headers.insert(cred.header.clone(), cred.value.clone());
+        set_by_us.push(&cred.header);
+    }
+
+    apply_cookies(headers, session, url);
+}
+
+/// Merges the jar's cookies into the client's `Cookie` header.
+fn apply_cookies(headers: &mut HeaderMap, session: &Session, url: &Url) {
+    // HTTP/2 clients may split cookies over several headers; fold them first.
+    let client = match headers.get_all(header::COOKIE).iter().count() {
+        0 => None,
+        1 => headers.get(header::COOKIE).cloned(),
+        _ => {
+            let joined = headers
+                .get_all(header::COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect::<Vec<_>>()
+                .join("; ");
+            HeaderValue::from_str(&joined).ok()
+        }
+    };
+    let merged = session.jar().cookie_header(url, client.as_ref());
+    headers.remove(header::COOKIE);
+    if let Some(v) = merged {
+        headers.insert(header::COOKIE, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_fixed_and_connection_named_headers() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("close, X-Private"));
+        h.insert("x-private", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
+        h.insert(header::PROXY_AUTHORIZATION, HeaderValue::from_static("Basic eDp5"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key(header::ACCEPT));
+    }
+
+    #[test]
+    fn via_is_appended_not_replaced() {
+        let mut h = HeaderMap::new();
+        h.insert(header::VIA, HeaderValue::from_static("1.1 other"));
+        add_via(&mut h, Version::HTTP_11);
+        let all: Vec<_> = h.get_all(header::VIA).iter().collect();
+        assert_eq!(all, ["1.1 other", "1.1 sessiond"]);
+    }
+
+    #[test]
+    fn host_drops_default_port_and_keeps_others() {
+        let mut h = HeaderMap::new();
+        set_host(&mut h, &Url::parse("http://Example.com:80/x").unwrap());
+        assert_eq!(h[header::HOST], "example.com");
+        set_host(&mut h, &Url::parse("http://example.com:8080/x").unwrap());
+        assert_eq!(h[header::HOST], "example.com:8080");
+        set_host(&mut h, &Url::parse("http://[::1]:8080/x").unwrap());
+        assert_eq!(h[header::HOST], "[::1]:8080");
+    }
+}

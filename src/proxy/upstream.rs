@@ -1,0 +1,398 @@
+//! Upstream connections: one hyper-util pool per *connection identity* (everything that
+//! makes one TCP connection unusable for another session: the parent proxy and its
+//! credentials, the connect timeout), shared by every session with the same identity and
+//! never by any other.
+//!
+//! The connector resolves names (pins from `upstream.resolve` first, then a small cache in
+//! front of the system resolver), refuses to connect to the daemon's own listeners (a
+//! loop), and applies the connect timeout. The daemon's environment (`HTTP_PROXY` and
+//! friends) is never read: hyper-util's client does not, and neither does this file.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use http::{HeaderValue, Request, Response, Uri};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::config::{SessionSettings, UpstreamConfig, UpstreamProxy};
+use crate::error::ProxyError;
+
+/// What must be equal for two sessions to share a pooled connection.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ConnIdentity {
+    parent: Option<UpstreamProxy>,
+    connect_timeout: Duration,
+}
+
+/// The shared upstream side: the pools and the resolver.
+pub struct Upstream {
+    pools: DashMap<ConnIdentity, UpstreamClient>,
+    resolver: Arc<Resolver>,
+    own_addrs: Arc<[SocketAddr]>,
+    idle_timeout: Duration,
+    max_idle_per_host: usize,
+}
+
+impl Upstream {
+    /// `own_addrs` are the daemon's bound listeners: connecting to one of them is a loop.
+    pub fn new(config: &UpstreamConfig, own_addrs: Vec<SocketAddr>) -> Upstream {
+        Upstream {
+            pools: DashMap::new(),
+            resolver: Arc::new(Resolver {
+                pins: config
+                    .resolve
+                    .iter()
+                    .map(|((h, p), a)| (format!("{h}:{p}"), *a))
+                    .collect(),
+                cache: DashMap::new(),
+                ttl: config.dns_ttl,
+            }),
+            own_addrs: own_addrs.into(),
+            idle_timeout: config.pool_idle_timeout,
+            max_idle_per_host: config.pool_max_idle_per_host,
+        }
+    }
+
+    /// The client for a session's settings, created on first use of that identity.
+    pub fn client_for(&self, settings: &SessionSettings) -> UpstreamClient {
+        let id = ConnIdentity {
+            parent: settings.upstream_proxy.clone(),
+            connect_timeout: settings.timeouts.connect,
+        };
+        if let Some(c) = self.pools.get(&id) {
+            return c.clone();
+        }
+        self.pools
+            .entry(id.clone())
+            .or_insert_with(|| self.build_client(id))
+            .clone()
+    }
+
+    fn build_client(&self, id: ConnIdentity) -> UpstreamClient {
+        let connector = Connector(Arc::new(ConnectorInner {
+            resolver: Arc::clone(&self.resolver),
+            parent: id.parent.as_ref().map(|p| (p.host.clone(), p.port)),
+            connect_timeout: id.connect_timeout,
+            own_addrs: Arc::clone(&self.own_addrs),
+        }));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(self.idle_timeout)
+            .pool_max_idle_per_host(self.max_idle_per_host)
+            // Without a pool timer idle connections are only dropped when next touched;
+            // with it a background task evicts them on time.
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            // The rewrite stage sets Host from the target; the client must not add another.
+            .set_host(false)
+            .build(connector);
+        UpstreamClient {
+            client,
+            parent_auth: id.parent.and_then(|p| p.authorization),
+        }
+    }
+}
+
+/// A handle on one identity's pool; cheap to clone.
+#[derive(Clone)]
+pub struct UpstreamClient {
+    client: Client<Connector, Incoming>,
+    /// `Proxy-Authorization` for the parent proxy, if it has credentials.
+    parent_auth: Option<HeaderValue>,
+}
+
+impl UpstreamClient {
+    /// Sends a request (absolute-form URI) and waits for the response head, at most
+    /// `response_timeout`.
+    pub async fn send(
+        &self,
+        mut req: Request<Incoming>,
+        response_timeout: Duration,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        if let Some(auth) = &self.parent_auth {
+            req.headers_mut()
+                .insert(http::header::PROXY_AUTHORIZATION, auth.clone());
+        }
+        let target = authority_of(req.uri());
+        match tokio::time::timeout(response_timeout, self.client.request(req)).await {
+            Err(_) => Err(ProxyError::ResponseTimeout {
+                target,
+                after: response_timeout,
+            }),
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(e)) => Err(classify(&e, target)),
+        }
+    }
+}
+
+fn authority_of(uri: &Uri) -> String {
+    uri.authority().map(|a| a.to_string()).unwrap_or_default()
+}
+
+/// Maps a client error to what the user is told: our own connect errors come back as the
+/// error's source.
+fn classify(err: &hyper_util::client::legacy::Error, target: String) -> ProxyError {
+    let mut source = std::error::Error::source(err);
+    while let Some(e) = source {
+        if let Some(c) = e.downcast_ref::<ConnectError>() {
+            return c.to_proxy_error();
+        }
+        source = e.source();
+    }
+    let reason = match std::error::Error::source(err) {
+        Some(inner) => inner.to_string(),
+        None => err.to_string(),
+    };
+    if err.is_connect() {
+        ProxyError::ConnectFailed { target, reason }
+    } else {
+        ProxyError::BadGateway {
+            target,
+            reason: format!("bad or no response ({reason})"),
+        }
+    }
+}
+
+/// Why a connection could not be made. Travels through hyper-util as a boxed source.
+#[derive(Debug, thiserror::Error)]
+enum ConnectError {
+    #[error("cannot resolve {host}: {reason}")]
+    Dns { host: String, reason: String },
+    #[error("connection to {0} refused")]
+    Refused(SocketAddr),
+    #[error("connecting to {target} timed out")]
+    Timeout { target: String, after: Duration },
+    #[error("{0} is one of this daemon's listeners")]
+    Loop(SocketAddr),
+    #[error("connecting to {target}: {reason}")]
+    Other { target: String, reason: String },
+}
+
+impl ConnectError {
+    fn to_proxy_error(&self) -> ProxyError {
+        match self {
+            ConnectError::Dns { host, reason } => ProxyError::Dns {
+                host: host.clone(),
+                reason: reason.clone(),
+            },
+            ConnectError::Refused(a) => ProxyError::ConnectRefused(*a),
+            ConnectError::Timeout { target, after } => ProxyError::ConnectTimeout {
+                target: target.clone(),
+                after: *after,
+            },
+            ConnectError::Loop(a) => ProxyError::Loop(a.to_string()),
+            ConnectError::Other { target, reason } => ProxyError::ConnectFailed {
+                target: target.clone(),
+                reason: reason.clone(),
+            },
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Connector(Arc<ConnectorInner>);
+
+struct ConnectorInner {
+    resolver: Arc<Resolver>,
+    /// Connect here instead of the target: a parent proxy.
+    parent: Option<(String, u16)>,
+    connect_timeout: Duration,
+    own_addrs: Arc<[SocketAddr]>,
+}
+
+impl tower_service::Service<Uri> for Connector {
+    type Response = UpstreamIo;
+    type Error = ConnectError;
+    type Future = Pin<Box<dyn Future<Output = Result<UpstreamIo, ConnectError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ConnectError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let inner = Arc::clone(&self.0);
+        Box::pin(async move { inner.connect(&uri).await })
+    }
+}
+
+impl ConnectorInner {
+    async fn connect(&self, uri: &Uri) -> Result<UpstreamIo, ConnectError> {
+        let (host, port) = match &self.parent {
+            Some((h, p)) => (h.clone(), *p),
+            None => target_of(uri)?,
+        };
+        let target = format!("{host}:{port}");
+        let deadline = Instant::now() + self.connect_timeout;
+        let addrs = tokio::time::timeout_at(deadline, self.resolver.resolve(&host, port))
+            .await
+            .map_err(|_| ConnectError::Timeout {
+                target: target.clone(),
+                after: self.connect_timeout,
+            })??;
+        if let Some(own) = addrs.iter().find(|a| self.is_own(a)) {
+            return Err(ConnectError::Loop(*own));
+        }
+        let mut last = None;
+        // Addresses in resolver order, each tried within what is left of the deadline.
+        for addr in addrs.iter() {
+            match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
+                Err(_) => {
+                    return Err(ConnectError::Timeout {
+                        target,
+                        after: self.connect_timeout,
+                    });
+                }
+                Ok(Ok(stream)) => {
+                    // Small request heads should not wait for Nagle.
+                    let _ = stream.set_nodelay(true);
+                    return Ok(UpstreamIo {
+                        io: TokioIo::new(stream),
+                        proxied: self.parent.is_some(),
+                    });
+                }
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    last = Some(ConnectError::Refused(*addr));
+                }
+                Ok(Err(e)) => {
+                    last = Some(ConnectError::Other {
+                        target: addr.to_string(),
+                        reason: e.to_string(),
+                    });
+                }
+            }
+        }
+        Err(last.unwrap_or(ConnectError::Dns {
+            host,
+            reason: "no addresses".into(),
+        }))
+    }
+
+    fn is_own(&self, addr: &SocketAddr) -> bool {
+        self.own_addrs.iter().any(|own| {
+            own.port() == addr.port()
+                && (own.ip() == addr.ip()
+                    || (own.ip().is_unspecified() && (addr.ip().is_loopback() || addr.ip().is_unspecified())))
+        })
+    }
+}
+
+fn target_of(uri: &Uri) -> Result<(String, u16), ConnectError> {
+    let host = uri.host().ok_or_else(|| ConnectError::Other {
+        target: uri.to_string(),
+        reason: "no host".into(),
+    })?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+        .to_ascii_lowercase();
+    let default_port = if uri.scheme_str() == Some("https") { 443 } else { 80 };
+    Ok((host, uri.port_u16().unwrap_or(default_port)))
+}
+
+/// Name resolution: pins, IP literals, then the system resolver behind a TTL cache.
+struct Resolver {
+    /// `host:port` → address.
+    pins: HashMap<String, SocketAddr>,
+    cache: DashMap<String, (Arc<[SocketAddr]>, Instant)>,
+    ttl: Duration,
+}
+
+impl Resolver {
+    async fn resolve(&self, host: &str, port: u16) -> Result<Arc<[SocketAddr]>, ConnectError> {
+        let key = format!("{host}:{port}");
+        if let Some(pinned) = self.pins.get(&key) {
+            return Ok(Arc::from([*pinned]));
+        }
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            return Ok(Arc::from([SocketAddr::new(ip, port)]));
+        }
+        if let Some(hit) = self.cache.get(&key)
+            && hit.1 > Instant::now()
+        {
+            return Ok(Arc::clone(&hit.0));
+        }
+        let found: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| ConnectError::Dns {
+                host: host.to_string(),
+                reason: e.to_string(),
+            })?
+            .collect();
+        if found.is_empty() {
+            return Err(ConnectError::Dns {
+                host: host.to_string(),
+                reason: "no addresses".into(),
+            });
+        }
+        let found: Arc<[SocketAddr]> = found.into();
+        if !self.ttl.is_zero() {
+            self.cache
+                .insert(key, (Arc::clone(&found), Instant::now() + self.ttl));
+        }
+        Ok(found)
+    }
+}
+
+/// A TCP stream that tells the pool whether it leads to a parent proxy (so requests on it
+/// stay in absolute form).
+struct UpstreamIo {
+    io: TokioIo<TcpStream>,
+    proxied: bool,
+}
+
+impl Connection for UpstreamIo {
+    fn connected(&self) -> Connected {
+        Connected::new().proxy(self.proxied)
+    }
+}
+
+impl hyper::rt::Read for UpstreamIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for UpstreamIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+}

@@ -1,0 +1,334 @@
+//! Listeners and connections: bind everything first (so a port conflict fails the start
+//! before anything is served), accept under a connection limit, serve each connection with
+//! hyper-util's auto builder (HTTP/1.1 with keep-alive, or h2c), and shut down gracefully:
+//! stop accepting, ask every connection to finish its in-flight exchange, wait for them
+//! within the grace period.
+//!
+//! The connection limit is a semaphore whose permits are held by connection tasks. The same
+//! semaphore tells when draining is done: once every permit is back, no connection is left.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::{Body, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::admin;
+use crate::config::{ClientRule, Config};
+use crate::proxy::identify::Identifier;
+use crate::proxy::upstream::Upstream;
+use crate::proxy::{ConnInfo, Proxy};
+use crate::session::Registry;
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{key}: cannot listen on {addr}: {source}")]
+    Bind {
+        key: String,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A running daemon: its bound addresses and the handle to stop it.
+pub struct Daemon {
+    proxy_addrs: Vec<SocketAddr>,
+    session_addrs: Vec<(String, SocketAddr)>,
+    admin_addr: SocketAddr,
+    proxy: Arc<Proxy>,
+    shutdown: watch::Sender<bool>,
+    accept_loops: JoinSet<()>,
+    permits: Arc<Semaphore>,
+    max_connections: u32,
+    grace: Duration,
+}
+
+/// One bound socket and what its connections are.
+struct Bound {
+    listener: TcpListener,
+    session: Option<Arc<str>>,
+}
+
+impl Daemon {
+    /// Binds every listener, then starts serving.
+    pub async fn start(config: Config) -> Result<Daemon, StartError> {
+        let mut proxy_listeners = Vec::new();
+        for addr in &config.proxy.listen {
+            proxy_listeners.push(Bound {
+                listener: bind("proxy.listen", *addr).await?,
+                session: None,
+            });
+        }
+        for s in &config.sessions {
+            for addr in &s.listen {
+                proxy_listeners.push(Bound {
+                    listener: bind(&format!("sessions.{}.listen", s.name), *addr).await?,
+                    session: Some(Arc::from(s.name.as_str())),
+                });
+            }
+        }
+        let admin_listener = bind("admin.listen", config.admin.listen).await?;
+
+        let local = |l: &TcpListener| l.local_addr().expect("a bound listener has an address");
+        let mut own: Vec<SocketAddr> = proxy_listeners.iter().map(|b| local(&b.listener)).collect();
+        let admin_addr = local(&admin_listener);
+        own.push(admin_addr);
+
+        let upstream = Arc::new(Upstream::new(&config.upstream, own));
+        let registry = Registry::new(&config, upstream);
+        let proxy = Arc::new(Proxy::new(Identifier {
+            registry,
+            clients: config.clients.clone(),
+            require_auth: config.proxy.require_auth,
+        }));
+
+        let max_connections = u32::try_from(config.proxy.max_connections).unwrap_or(u32::MAX >> 3);
+        let permits = Arc::new(Semaphore::new(max_connections as usize));
+        let builder = Arc::new(server_builder(&config));
+        let (shutdown, _) = watch::channel(false);
+        let mut accept_loops = JoinSet::new();
+
+        let mut proxy_addrs = Vec::new();
+        let mut session_addrs = Vec::new();
+        for bound in proxy_listeners {
+            let addr = local(&bound.listener);
+            match &bound.session {
+                Some(name) => session_addrs.push((name.to_string(), addr)),
+                None => proxy_addrs.push(addr),
+            }
+            let gate = ClientGate {
+                open: addr.ip().is_loopback() || config.proxy.require_auth,
+                clients: config.clients.clone(),
+            };
+            let proxy = Arc::clone(&proxy);
+            let session = bound.session;
+            let make = move |peer: SocketAddr| {
+                let proxy = Arc::clone(&proxy);
+                let conn = ConnInfo {
+                    peer,
+                    listener_session: session.clone(),
+                    client_allowed: gate.admits(peer),
+                };
+                service_fn(move |req: Request<Incoming>| {
+                    let proxy = Arc::clone(&proxy);
+                    let conn = conn.clone();
+                    async move { Ok::<_, Infallible>(proxy.handle(req, &conn).await) }
+                })
+            };
+            accept_loops.spawn(accept_loop(
+                bound.listener,
+                Arc::clone(&permits),
+                shutdown.subscribe(),
+                Arc::clone(&builder),
+                make,
+            ));
+        }
+
+        let admin_state = Arc::new(admin::Admin::new(Arc::clone(&proxy)));
+        accept_loops.spawn(accept_loop(
+            admin_listener,
+            Arc::clone(&permits),
+            shutdown.subscribe(),
+            Arc::clone(&builder),
+            move |_peer| {
+                let admin = Arc::clone(&admin_state);
+                service_fn(move |req| {
+                    let admin = Arc::clone(&admin);
+                    async move { Ok::<_, Infallible>(admin.handle(req)) }
+                })
+            },
+        ));
+
+        Ok(Daemon {
+            proxy_addrs,
+            session_addrs,
+            admin_addr,
+            proxy,
+            shutdown,
+            accept_loops,
+            permits,
+            max_connections,
+            grace: config.proxy.shutdown_grace,
+        })
+    }
+
+    /// The first proxy listener's address.
+    pub fn proxy_addr(&self) -> SocketAddr {
+        self.proxy_addrs[0]
+    }
+
+    pub fn proxy_addrs(&self) -> &[SocketAddr] {
+        &self.proxy_addrs
+    }
+
+    /// The addresses of a session's own listeners.
+    pub fn session_addrs(&self, name: &str) -> Vec<SocketAddr> {
+        self.session_addrs
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, a)| *a)
+            .collect()
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    pub fn registry(&self) -> &Registry {
+        self.proxy.registry()
+    }
+
+    /// Stops accepting, lets in-flight exchanges finish within the grace period, and
+    /// returns how many connections had to be cut.
+    pub async fn shutdown(mut self) -> usize {
+        let _ = self.shutdown.send(true);
+        while self.accept_loops.join_next().await.is_some() {}
+        let drained = tokio::time::timeout(
+            self.grace,
+            self.permits.acquire_many(self.max_connections),
+        )
+        .await;
+        match drained {
+            Ok(_) => 0,
+            Err(_) => {
+                let left = self.max_connections as usize - self.permits.available_permits();
+                tracing::warn!(connections = left, grace = ?self.grace, "grace period over; closing remaining connections");
+                left
+            }
+        }
+    }
+}
+
+/// Decides at accept time whether a peer may use a listener. Loopback listeners and
+/// `require_auth` (checked per request) are open; otherwise only `[[clients]]` may connect.
+#[derive(Clone)]
+struct ClientGate {
+    open: bool,
+    clients: Vec<ClientRule>,
+}
+
+impl ClientGate {
+    fn admits(&self, peer: SocketAddr) -> bool {
+        let ip = match peer.ip() {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map(Into::into).unwrap_or(peer.ip()),
+            v4 => v4,
+        };
+        self.open || ip.is_loopback() || self.clients.iter().any(|c| c.net.contains(&ip))
+    }
+}
+
+async fn bind(key: &str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr).await.map_err(|source| StartError::Bind {
+        key: key.to_string(),
+        addr,
+        source,
+    })
+}
+
+fn server_builder(config: &Config) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .header_read_timeout(config.proxy.request_head_timeout)
+        .max_buf_size(config.proxy.max_header_bytes);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(config.proxy.max_header_bytes).unwrap_or(u32::MAX));
+    builder
+}
+
+/// Accepts connections until shutdown, each under a permit of the connection limit.
+async fn accept_loop<M, S, B>(
+    listener: TcpListener,
+    permits: Arc<Semaphore>,
+    mut shutdown: watch::Receiver<bool>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    make_service: M,
+) where
+    M: Fn(SocketAddr) -> S,
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    loop {
+        // Waiting for a permit before accepting leaves excess clients in the kernel's
+        // backlog instead of accepting connections we cannot serve.
+        let permit = tokio::select! {
+            p = Arc::clone(&permits).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            _ = shutdown.changed() => return,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // EMFILE and friends: back off briefly rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let service = make_service(peer);
+        let builder = Arc::clone(&builder);
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            serve(stream, &builder, service, shutdown).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn serve<S, B>(
+    stream: TcpStream,
+    builder: &auto::Builder<TokioExecutor>,
+    service: S,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let _ = stream.set_nodelay(true);
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    // `wait_for` yields a borrow of the channel value; `.is_ok()` drops it at once so
+    // nothing un-Send is kept across the drain below.
+    let finished = tokio::select! {
+        r = conn.as_mut() => Some(r),
+        stop = shutdown.wait_for(|stop| *stop) => { let _ = stop.is_ok(); None }
+    };
+    let result = match finished {
+        Some(r) => r,
+        None => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "client connection ended with an error");
+    }
+}

@@ -1,0 +1,143 @@
+//! The registry of live sessions: configured ones, made at start, and ones made on demand
+//! from `[template]`. A `max_sessions` cap is kept by evicting the least recently used
+//! idle session made on demand, never by refusing a request.
+//!
+//! This is the seam where the durable store will sit: a miss here will first look there.
+
+use std::sync::Arc;
+
+use dashmap::DashMap;
+
+use super::name::valid_session_name;
+use super::{Origin, Session};
+use crate::config::{Config, CookieLimits, SessionSettings};
+use crate::proxy::upstream::Upstream;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RegistryError {
+    #[error("invalid session name: use 1-64 characters of A-Z a-z 0-9 . _ -")]
+    InvalidName,
+    #[error("unknown session and sessions on demand are disabled")]
+    Unknown,
+}
+
+pub struct Registry {
+    sessions: DashMap<Arc<str>, Arc<Session>>,
+    template: Arc<SessionSettings>,
+    dynamic: bool,
+    max_sessions: usize,
+    limits: CookieLimits,
+    upstream: Arc<Upstream>,
+}
+
+impl Registry {
+    /// Creates every configured session, `default`, and each session named by
+    /// `[[clients]]`, so those exist whether or not sessions on demand are allowed.
+    pub fn new(config: &Config, upstream: Arc<Upstream>) -> Registry {
+        let registry = Registry {
+            sessions: DashMap::new(),
+            template: Arc::clone(&config.template),
+            dynamic: config.proxy.dynamic_sessions,
+            max_sessions: config.proxy.max_sessions,
+            limits: config.proxy.cookies,
+            upstream,
+        };
+        for s in &config.sessions {
+            registry.insert(Session::new(
+                Arc::from(s.name.as_str()),
+                s.secret.clone(),
+                Origin::Configured,
+                Arc::clone(&s.settings),
+                registry.upstream.client_for(&s.settings),
+                registry.limits,
+            ));
+        }
+        let implied = std::iter::once("default").chain(config.clients.iter().map(|c| c.session.as_str()));
+        for name in implied {
+            if registry.get(name).is_none() {
+                registry.insert(registry.from_template(name, Origin::Configured));
+            }
+        }
+        registry
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Session>> {
+        self.sessions.get(name).map(|s| Arc::clone(s.value()))
+    }
+
+    /// Finds a session by name, making it from the template if allowed.
+    pub fn get_or_create(&self, name: &str) -> Result<Arc<Session>, RegistryError> {
+        if let Some(s) = self.get(name) {
+            return Ok(s);
+        }
+        if !valid_session_name(name) {
+            return Err(RegistryError::InvalidName);
+        }
+        if !self.dynamic {
+            return Err(RegistryError::Unknown);
+        }
+        if self.sessions.len() >= self.max_sessions {
+            self.evict_one();
+        }
+        // Two requests may race to create the same name; the entry API makes one win and
+        // both use it. The guard is held only for this synchronous insert.
+        let session = self
+            .sessions
+            .entry(Arc::from(name))
+            .or_insert_with(|| Arc::new(self.from_template(name, Origin::Dynamic)))
+            .value()
+            .clone();
+        tracing::debug!(session = name, "session created from template");
+        Ok(session)
+    }
+
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+
+    /// Removes the least recently used idle session made on demand. If every such
+    /// session is busy the cap is exceeded for now: the excess is bounded by the number of
+    /// connections, and refusing the request would be worse.
+    fn evict_one(&self) {
+        // Collect first, remove after: removing while iterating would deadlock on the
+        // shard the iterator holds.
+        let victim = self
+            .sessions
+            .iter()
+            .filter(|e| e.origin() == Origin::Dynamic && e.is_idle())
+            .min_by_key(|e| e.last_used_ms())
+            .map(|e| Arc::clone(e.key()));
+        match victim {
+            Some(name) => {
+                // Re-check under the shard lock: it may have become busy meanwhile.
+                let removed = self.sessions.remove_if(&name, |_, s| s.is_idle());
+                if removed.is_some() {
+                    tracing::info!(session = %name, "evicted idle session to stay within proxy.max_sessions");
+                }
+            }
+            None => tracing::warn!(
+                max_sessions = self.max_sessions,
+                "every session made on demand is busy; exceeding proxy.max_sessions for now"
+            ),
+        }
+    }
+
+    fn from_template(&self, name: &str, origin: Origin) -> Session {
+        Session::new(
+            Arc::from(name),
+            None,
+            origin,
+            Arc::clone(&self.template),
+            self.upstream.client_for(&self.template),
+            self.limits,
+        )
+    }
+
+    fn insert(&self, session: Session) {
+        self.sessions.insert(Arc::clone(session.name()), Arc::new(session));
+    }
+}
