@@ -9,8 +9,7 @@ pub mod name;
 mod registry;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::config::{CookieLimits, Secret, SessionSettings};
 use crate::proxy::upstream::UpstreamClient;
@@ -32,7 +31,7 @@ pub struct Session {
     settings: Arc<SessionSettings>,
     upstream: UpstreamClient,
     jar: Mutex<Jar>,
-    last_used_ms: AtomicU64,
+    last_used: AtomicU64,
     in_flight: AtomicUsize,
 }
 
@@ -61,7 +60,7 @@ impl Session {
             settings,
             upstream,
             jar: Mutex::new(Jar::new(limits)),
-            last_used_ms: AtomicU64::new(now_ms()),
+            last_used: AtomicU64::new(tick()),
             in_flight: AtomicUsize::new(0),
         }
     }
@@ -97,7 +96,7 @@ impl Session {
     /// the returned guard is dropped, which happens when the response body ends.
     pub fn begin_exchange(self: &Arc<Self>) -> ExchangeGuard {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.last_used_ms.store(now_ms(), Ordering::Relaxed);
+        self.last_used.store(tick(), Ordering::Relaxed);
         ExchangeGuard(Arc::clone(self))
     }
 
@@ -105,8 +104,8 @@ impl Session {
         self.in_flight.load(Ordering::Relaxed) == 0
     }
 
-    fn last_used_ms(&self) -> u64 {
-        self.last_used_ms.load(Ordering::Relaxed)
+    fn last_used(&self) -> u64 {
+        self.last_used.load(Ordering::Relaxed)
     }
 }
 
@@ -123,12 +122,13 @@ impl ExchangeGuard {
 impl Drop for ExchangeGuard {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.0.last_used_ms.store(now_ms(), Ordering::Relaxed);
+        self.0.last_used.store(tick(), Ordering::Relaxed);
     }
 }
 
-/// Milliseconds since the first call: a cheap monotonic clock for recency.
-fn now_ms() -> u64 {
-    static START: OnceLock<Instant> = OnceLock::new();
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+/// A logical clock for recency: every touch gets a later tick than the one before, so
+/// least-recently-used has no ties (milliseconds would tie under load).
+fn tick() -> u64 {
+    static TICK: AtomicU64 = AtomicU64::new(0);
+    TICK.fetch_add(1, Ordering::Relaxed)
 }

@@ -109,7 +109,7 @@ impl Registry {
             .sessions
             .iter()
             .filter(|e| e.origin() == Origin::Dynamic && e.is_idle())
-            .min_by_key(|e| e.last_used_ms())
+            .min_by_key(|e| e.last_used())
             .map(|e| Arc::clone(e.key()));
         match victim {
             Some(name) => {

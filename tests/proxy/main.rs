@@ -1,0 +1,6 @@
+//! Integration tests of the proxy on real sockets: an origin and a daemon on 127.0.0.1:0.
+
+mod support;
+
+mod cookies;
+mod identify;

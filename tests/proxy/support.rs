@@ -1,0 +1,310 @@
+//! Test support: a small origin server written for these tests, a daemon started from a
+//! TOML snippet on 127.0.0.1:0, and a client that speaks to the proxy the way curl does
+//! (absolute-form requests, one fresh connection per request unless told otherwise).
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+pub use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use sessiond::{Config, Daemon};
+use tokio::net::{TcpListener, TcpStream};
+
+pub type BoxBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+/// The origin: answers by path.
+///
+/// - `/cookies/set/NAME/VALUE` — 302 to `/cookies` with `Set-Cookie: NAME=VALUE; Path=/`
+/// - `/cookies` — `{"cookies": {name: value}}` from the request's `Cookie`
+/// - `/delay/MS` — answers after MS milliseconds
+/// - `/stall` — sends the head and 5 bytes, then nothing for a minute
+/// - `/bytes/N` — N bytes, generated in 64 KiB chunks (never held in memory)
+/// - `/upload` — reads the body, answers `{"received": N}`
+/// - `/status/N` — status N
+/// - `/hop` — a response with hop-by-hop headers the proxy must remove
+/// - anything else — a JSON echo of the request: method, uri, headers
+///
+/// Every response also carries each `X-Set-Cookie` request header as a `Set-Cookie`.
+pub struct Origin {
+    pub addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+}
+
+impl Origin {
+    pub async fn start() -> Origin {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&connections);
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service_fn(origin_handler))
+                        .await;
+                });
+            }
+        });
+        Origin { addr, connections }
+    }
+
+    /// `http://127.0.0.1:PORT{path}`
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+}
+
+async fn origin_handler(req: Request<Incoming>) -> Result<Response<BoxBody>, Infallible> {
+    let path = req.uri().path().to_string();
+    let set_cookies: Vec<_> = req.headers().get_all("x-set-cookie").iter().cloned().collect();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let mut resp = match segments.as_slice() {
+        ["cookies", "set", name, value] => {
+            let mut r = text(StatusCode::FOUND, "");
+            r.headers_mut().insert("location", "/cookies".parse().unwrap());
+            r.headers_mut().append(
+                "set-cookie",
+                format!("{name}={value}; Path=/").parse().unwrap(),
+            );
+            r
+        }
+        ["cookies"] => {
+            let cookies: BTreeMap<String, String> = req
+                .headers()
+                .get_all("cookie")
+                .iter()
+                .flat_map(|v| v.to_str().unwrap().split(';'))
+                .filter_map(|p| p.trim().split_once('='))
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect();
+            json_response(json!({ "cookies": cookies }))
+        }
+        ["delay", ms] => {
+            tokio::time::sleep(Duration::from_millis(ms.parse().unwrap())).await;
+            text(StatusCode::OK, "late")
+        }
+        ["stall"] => {
+            let stream = futures_stream(vec![Bytes::from_static(b"first")], Duration::from_secs(60));
+            Response::new(stream)
+        }
+        ["bytes", n] => {
+            let total: u64 = n.parse().unwrap();
+            let mut r = Response::new(zeros(total));
+            r.headers_mut().insert("content-length", total.into());
+            r
+        }
+        ["upload"] => {
+            let mut body = req.into_body();
+            let mut received = 0u64;
+            while let Some(frame) = body.frame().await {
+                if let Ok(data) = frame.unwrap().into_data() {
+                    received += data.len() as u64;
+                }
+            }
+            json_response(json!({ "received": received }))
+        }
+        ["status", code] => text(StatusCode::from_u16(code.parse().unwrap()).unwrap(), "status"),
+        ["hop"] => {
+            let mut r = text(StatusCode::OK, "hop");
+            let h = r.headers_mut();
+            h.insert("connection", "x-hop-secret".parse().unwrap());
+            h.insert("x-hop-secret", "1".parse().unwrap());
+            h.insert("keep-alive", "timeout=5".parse().unwrap());
+            h.insert("proxy-authenticate", "Basic realm=\"origin\"".parse().unwrap());
+            h.insert("x-end-to-end", "kept".parse().unwrap());
+            r
+        }
+        _ => {
+            let headers: Vec<(String, String)> = req
+                .headers()
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("<bin>").to_string()))
+                .collect();
+            json_response(json!({
+                "method": req.method().as_str(),
+                "uri": req.uri().to_string(),
+                "headers": headers,
+            }))
+        }
+    };
+    for c in set_cookies {
+        resp.headers_mut().append("set-cookie", c);
+    }
+    Ok(resp)
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<BoxBody> {
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())).boxed());
+    *r.status_mut() = status;
+    r
+}
+
+fn json_response(v: Value) -> Response<BoxBody> {
+    let mut r = Response::new(Full::new(Bytes::from(v.to_string())).boxed());
+    r.headers_mut().insert("content-type", "application/json".parse().unwrap());
+    r
+}
+
+/// A body of `total` zero bytes produced chunk by chunk as the reader asks for them.
+fn zeros(total: u64) -> BoxBody {
+    const CHUNK: u64 = 64 * 1024;
+    let chunk = Bytes::from(vec![0u8; CHUNK as usize]);
+    let stream = futures_util::stream::unfold(total, move |left| {
+        let chunk = chunk.clone();
+        async move {
+            if left == 0 {
+                return None;
+            }
+            let n = left.min(CHUNK);
+            Some((Ok(Frame::data(chunk.slice(..n as usize))), left - n))
+        }
+    });
+    StreamBody::new(stream).boxed()
+}
+
+/// Some chunks, then silence for `stall` before the end.
+fn futures_stream(chunks: Vec<Bytes>, stall: Duration) -> BoxBody {
+    let stream = futures_util::stream::unfold((chunks, 0usize), move |(chunks, i)| async move {
+        if i < chunks.len() {
+            let c = chunks[i].clone();
+            return Some((Ok(Frame::data(c)), (chunks, i + 1)));
+        }
+        tokio::time::sleep(stall).await;
+        None
+    });
+    StreamBody::new(stream).boxed()
+}
+
+/// Parses a config snippet and moves every listener to 127.0.0.1:0 so tests run in
+/// parallel. Session listeners named in the snippet are moved too (one per session).
+pub fn config(toml: &str) -> Config {
+    let mut config = Config::from_toml(toml).unwrap_or_else(|e| panic!("test config: {e}"));
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.proxy.listen = vec![any];
+    config.admin.listen = any;
+    for s in &mut config.sessions {
+        for a in &mut s.listen {
+            *a = any;
+        }
+    }
+    config
+}
+
+pub async fn start(toml: &str) -> Daemon {
+    Daemon::start(config(toml)).await.expect("daemon starts")
+}
+
+/// What a client got back.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// For an echo response: the values the origin received for `name`.
+    pub fn seen(&self, name: &str) -> Vec<String> {
+        self.json()["headers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|pair| pair[0].as_str().unwrap().eq_ignore_ascii_case(name))
+            .map(|pair| pair[1].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// For a `/cookies` response: the cookies the origin received.
+    pub fn cookies(&self) -> BTreeMap<String, String> {
+        serde_json::from_value(self.json()["cookies"].clone()).unwrap()
+    }
+}
+
+/// A request to send through the proxy: absolute-form, like curl with `-x`.
+pub fn get(url: &str) -> http::request::Builder {
+    Request::builder().method(Method::GET).uri(url)
+}
+
+/// `Proxy-Authorization: Basic` for `user:password`.
+pub fn proxy_auth(user: &str, password: &str) -> String {
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {token}")
+}
+
+/// Sends one request on a fresh connection to `proxy` and reads the whole reply.
+pub async fn send(proxy: SocketAddr, req: http::request::Builder) -> Reply {
+    send_body(proxy, req, Full::new(Bytes::new()).boxed()).await
+}
+
+pub async fn send_body(proxy: SocketAddr, req: http::request::Builder, body: BoxBody) -> Reply {
+    let mut conn = Conn::open(proxy).await;
+    conn.send_body(req, body).await
+}
+
+/// One client connection to the proxy, for tests about connection reuse.
+pub struct Conn {
+    sender: hyper::client::conn::http1::SendRequest<BoxBody>,
+}
+
+impl Conn {
+    pub async fn open(proxy: SocketAddr) -> Conn {
+        let stream = TcpStream::connect(proxy).await.expect("connect to proxy");
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        Conn { sender }
+    }
+
+    pub async fn send(&mut self, req: http::request::Builder) -> Reply {
+        self.send_body(req, Full::new(Bytes::new()).boxed()).await
+    }
+
+    pub async fn send_body(&mut self, req: http::request::Builder, body: BoxBody) -> Reply {
+        let resp = self.response(req, body).await;
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.expect("reply body").to_bytes();
+        Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    /// The response with its body still streaming.
+    pub async fn response(&mut self, req: http::request::Builder, body: BoxBody) -> Response<Incoming> {
+        self.sender.ready().await.expect("connection ready");
+        self.sender
+            .send_request(req.body(body).unwrap())
+            .await
+            .expect("proxy answers")
+    }
+}
