@@ -28,6 +28,9 @@ use crate::proxy::upstream::Upstream;
 use crate::proxy::{ConnInfo, Proxy};
 use crate::session::Registry;
 
+/// Connections the admin API serves at once.
+const ADMIN_MAX_CONNECTIONS: usize = 64;
+
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -134,9 +137,11 @@ impl Daemon {
         }
 
         let admin_state = Arc::new(admin::Admin::new(Arc::clone(&proxy)));
+        // The admin API has its own small limit so health checks still answer when the
+        // proxy is saturated.
         accept_loops.spawn(accept_loop(
             admin_listener,
-            Arc::clone(&permits),
+            Arc::new(Semaphore::new(ADMIN_MAX_CONNECTIONS)),
             shutdown.subscribe(),
             Arc::clone(&builder),
             move |_peer| {
@@ -267,15 +272,6 @@ async fn accept_loop<M, S, B>(
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     loop {
-        // Waiting for a permit before accepting leaves excess clients in the kernel's
-        // backlog instead of accepting connections we cannot serve.
-        let permit = tokio::select! {
-            p = Arc::clone(&permits).acquire_owned() => match p {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-            _ = shutdown.changed() => return,
-        };
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(pair) => pair,
@@ -287,6 +283,22 @@ async fn accept_loop<M, S, B>(
                 }
             },
             _ = shutdown.changed() => return,
+        };
+        // At the limit, this listener stops accepting until a connection ends: the one
+        // connection in hand waits, the rest wait in the kernel's backlog. Taking the
+        // permit after accepting means idle listeners reserve nothing.
+        let permit = match Arc::clone(&permits).try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                tracing::warn!(%peer, "connection limit reached; waiting for a free slot");
+                tokio::select! {
+                    p = Arc::clone(&permits).acquire_owned() => match p {
+                        Ok(p) => p,
+                        Err(_) => return,
+                    },
+                    _ = shutdown.changed() => return,
+                }
+            }
         };
         let service = make_service(peer);
         let builder = Arc::clone(&builder);

@@ -4,3 +4,6 @@ mod support;
 
 mod cookies;
 mod identify;
+mod rewrite;
+mod server;
+mod upstream;

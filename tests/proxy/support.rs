@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, Response, StatusCode};
+pub use http::{HeaderMap, Method, Request, Response, StatusCode};
 pub use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
