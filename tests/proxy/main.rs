@@ -3,6 +3,7 @@
 mod support;
 
 mod cookies;
+mod daemon;
 mod identify;
 mod rewrite;
 mod server;

@@ -1,0 +1,162 @@
+//! The real binary as a separate process: what only a process can show (its memory while
+//! streaming, its environment).
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::body::Frame;
+
+use crate::support::*;
+
+/// A `sessiond run` child process, killed on drop.
+struct Spawned {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Spawned {
+    /// Starts the binary on 127.0.0.1:0 and waits for its "proxy listening" log line.
+    fn start(extra_env: &[(&str, &str)]) -> Spawned {
+        let config = std::env::temp_dir().join(format!(
+            "sessiond-daemon-test-{}-{}.toml",
+            std::process::id(),
+            rand_suffix()
+        ));
+        std::fs::write(
+            &config,
+            "[proxy]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+        )
+        .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sessiond"));
+        cmd.args(["--log-format", "json", "run", "-c"])
+            .arg(&config)
+            .env("RUST_LOG", "warn,sessiond=info,sessiond::access=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("the sessiond binary starts");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        // Keep draining stderr for the life of the process so it never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let addr = loop {
+            let line = rx
+                .recv_timeout(Duration::from_secs(60))
+                .expect("sessiond logs that it is listening");
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if v["message"] == "proxy listening" {
+                break v["addr"].as_str().unwrap().parse().unwrap();
+            }
+        };
+        let _ = std::fs::remove_file(&config);
+        Spawned { child, addr }
+    }
+
+    /// (current RSS, peak RSS) in bytes, from /proc.
+    fn memory(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+                .map(|kb| kb * 1024)
+                .unwrap()
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::SystemTime::now())
+}
+
+/// The daemon never routes through a proxy named in its own environment (it would loop
+/// or leak): requests go straight to the origin.
+#[tokio::test]
+async fn the_daemon_ignores_proxy_variables_in_its_environment() {
+    let origin = Origin::start().await;
+    let dead = "http://127.0.0.1:1";
+    let daemon = Spawned::start(&[
+        ("HTTP_PROXY", dead),
+        ("http_proxy", dead),
+        ("ALL_PROXY", dead),
+        ("all_proxy", dead),
+    ]);
+    let r = send(daemon.addr, get(&origin.url("/echo"))).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+const MIB: u64 = 1024 * 1024;
+
+/// A 1 GiB download and a 256 MiB upload stream through with the daemon's resident memory
+/// growing by less than 64 MiB: nothing is buffered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_bodies_stream_in_bounded_memory() {
+    let origin = Origin::start().await;
+    let daemon = Spawned::start(&[]);
+    // Warm up: first connections, pool and allocator arenas.
+    let warm = send(daemon.addr, get(&origin.url("/bytes/1048576"))).await;
+    assert_eq!(warm.body.len() as u64, MIB);
+    let (baseline, _) = daemon.memory();
+
+    let mut conn = Conn::open(daemon.addr).await;
+    let resp = conn
+        .response(get(&origin.url(&format!("/bytes/{}", 1024 * MIB))), Full::new(Bytes::new()).boxed())
+        .await;
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let mut downloaded = 0u64;
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.expect("download frame").into_data() {
+            downloaded += data.len() as u64;
+        }
+    }
+    assert_eq!(downloaded, 1024 * MIB);
+
+    let upload_size = 256 * MIB;
+    let chunk = Bytes::from(vec![7u8; 64 * 1024]);
+    let chunks = upload_size / chunk.len() as u64;
+    let stream = futures_util::stream::iter(
+        (0..chunks).map(move |_| Ok::<_, std::convert::Infallible>(Frame::data(chunk.clone()))),
+    );
+    let uploaded = conn
+        .send_body(
+            get(&origin.url("/upload"))
+                .method("POST")
+                .header("content-length", upload_size),
+            StreamBody::new(stream).boxed(),
+        )
+        .await;
+    assert_eq!(uploaded.status, 200, "{}", uploaded.text());
+    assert_eq!(uploaded.json()["received"], upload_size);
+
+    let (_, peak) = daemon.memory();
+    let growth = peak.saturating_sub(baseline);
+    assert!(
+        growth < 64 * MIB,
+        "RSS grew by {} MiB (baseline {} MiB, peak {} MiB)",
+        growth / MIB,
+        baseline / MIB,
+        peak / MIB
+    );
+}
