@@ -286,8 +286,12 @@ fn validate(raw: raw::RawConfig, env: EnvLookup<'_>) -> Result<Config, ConfigErr
     let mut clients = Vec::with_capacity(raw.clients.len());
     for (i, c) in raw.clients.into_iter().enumerate() {
         let key = format!("clients[{i}]");
-        let net = parse_net(&c.addr)
-            .ok_or_else(|| ConfigError::invalid(format!("{key}.addr"), "not an IP address or CIDR block (e.g. 10.0.0.0/24)"))?;
+        let net = parse_net(&c.addr).ok_or_else(|| {
+            ConfigError::invalid(
+                format!("{key}.addr"),
+                "not an IP address or CIDR block (e.g. 10.0.0.0/24)",
+            )
+        })?;
         if !valid_session_name(&c.session) {
             return Err(ConfigError::invalid(
                 format!("{key}.session"),
@@ -434,11 +438,7 @@ fn validate_upstream(
             raw.connect_timeout,
             Duration::from_secs(10),
         )?,
-        response: nonzero(
-            "upstream.timeout",
-            raw.timeout,
-            Duration::from_secs(60),
-        )?,
+        response: nonzero("upstream.timeout", raw.timeout, Duration::from_secs(60))?,
         read: nonzero(
             "upstream.read_timeout",
             raw.read_timeout,
@@ -451,9 +451,9 @@ fn validate_upstream(
         let (host, port) = split_host_port(&from).ok_or_else(|| {
             ConfigError::invalid(&key, "the key must be host:port, e.g. \"example.com:443\"")
         })?;
-        let addr: SocketAddr = to.parse().map_err(|_| {
-            ConfigError::invalid(&key, format!("{to:?} is not an ip:port address"))
-        })?;
+        let addr: SocketAddr = to
+            .parse()
+            .map_err(|_| ConfigError::invalid(&key, format!("{to:?} is not an ip:port address")))?;
         resolve.insert((host, port), addr);
     }
     let upstream_proxy = raw
@@ -524,10 +524,7 @@ fn validate_settings(
         .transpose()?;
     let deny_hosts = host_list(&format!("{key}.deny_hosts"), &raw.deny_hosts)?;
     let upstream_proxy = match raw.upstream_proxy.as_deref() {
-        Some(url) => Some(parse_upstream_proxy(
-            &format!("{key}.upstream_proxy"),
-            url,
-        )?),
+        Some(url) => Some(parse_upstream_proxy(&format!("{key}.upstream_proxy"), url)?),
         None => defaults.upstream_proxy.clone(),
     };
     Ok(SessionSettings {
@@ -569,10 +566,15 @@ fn validate_credential(
         }
     };
     let sources = raw.secret_sources();
-    if let Some((name, _)) = sources.iter().find(|(n, v)| v.is_some() && !allowed.contains(n)) {
+    if let Some((name, _)) = sources
+        .iter()
+        .find(|(n, v)| v.is_some() && !allowed.contains(n))
+    {
         return Err(ConfigError::invalid(
             format!("{key}.{name}"),
-            format!("does not apply to scheme {scheme:?} (use {field}, {field}_env or {field}_file)"),
+            format!(
+                "does not apply to scheme {scheme:?} (use {field}, {field}_env or {field}_file)"
+            ),
         ));
     }
     let given: Vec<_> = sources
@@ -609,7 +611,10 @@ fn validate_credential(
     let (header, value) = match scheme {
         "basic" => {
             let user = raw.username.ok_or_else(|| {
-                ConfigError::invalid(format!("{key}.username"), "scheme \"basic\" needs a username")
+                ConfigError::invalid(
+                    format!("{key}.username"),
+                    "scheme \"basic\" needs a username",
+                )
             })?;
             if user.contains(':') {
                 return Err(ConfigError::invalid(
@@ -617,23 +622,33 @@ fn validate_credential(
                     "must not contain ':'",
                 ));
             }
-            let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}"));
+            let encoded =
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{secret}"));
             (http::header::AUTHORIZATION, format!("Basic {encoded}"))
         }
         "bearer" => (http::header::AUTHORIZATION, format!("Bearer {secret}")),
         _ => {
             let name = raw.header.ok_or_else(|| {
-                ConfigError::invalid(format!("{key}.header"), "scheme \"header\" needs a header name")
+                ConfigError::invalid(
+                    format!("{key}.header"),
+                    "scheme \"header\" needs a header name",
+                )
             })?;
             let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-                ConfigError::invalid(format!("{key}.header"), format!("{name:?} is not a valid header name"))
+                ConfigError::invalid(
+                    format!("{key}.header"),
+                    format!("{name:?} is not a valid header name"),
+                )
             })?;
             (name, secret)
         }
     };
     let mut value = HeaderValue::from_str(&value).map_err(|_| {
         // The reason must not quote the value: it is a secret.
-        ConfigError::invalid(key, "the secret contains characters not allowed in a header")
+        ConfigError::invalid(
+            key,
+            "the secret contains characters not allowed in a header",
+        )
     })?;
     value.set_sensitive(true);
     Ok(Credential {
@@ -681,15 +696,17 @@ fn header_pairs(
                     "is a hop-by-hop header; the proxy manages it",
                 ));
             }
-            let v = HeaderValue::from_str(&value)
-                .map_err(|_| ConfigError::invalid(&k, "the value has characters not allowed in a header"))?;
+            let v = HeaderValue::from_str(&value).map_err(|_| {
+                ConfigError::invalid(&k, "the value has characters not allowed in a header")
+            })?;
             Ok((n, v))
         })
         .collect()
 }
 
 fn host_list(key: &str, patterns: &[String]) -> Result<HostList, ConfigError> {
-    HostList::parse(patterns).map_err(|(i, reason)| ConfigError::invalid(format!("{key}[{i}]"), reason))
+    HostList::parse(patterns)
+        .map_err(|(i, reason)| ConfigError::invalid(format!("{key}[{i}]"), reason))
 }
 
 fn nonzero(key: &str, v: Option<Duration>, default: Duration) -> Result<Duration, ConfigError> {
@@ -703,7 +720,10 @@ fn nonzero(key: &str, v: Option<Duration>, default: Duration) -> Result<Duration
 fn parse_addr(key: &str, v: Option<&str>) -> Result<Option<SocketAddr>, ConfigError> {
     v.map(|s| {
         s.parse().map_err(|_| {
-            ConfigError::invalid(key, format!("{s:?} is not an ip:port address (e.g. \"127.0.0.1:8080\")"))
+            ConfigError::invalid(
+                key,
+                format!("{s:?} is not an ip:port address (e.g. \"127.0.0.1:8080\")"),
+            )
         })
     })
     .transpose()
@@ -712,7 +732,9 @@ fn parse_addr(key: &str, v: Option<&str>) -> Result<Option<SocketAddr>, ConfigEr
 fn parse_addrs(key: &str, list: Vec<String>) -> Result<Vec<SocketAddr>, ConfigError> {
     list.iter()
         .enumerate()
-        .map(|(i, s)| parse_addr(&format!("{key}[{i}]"), Some(s)).map(|a| a.expect("Some in, Some out")))
+        .map(|(i, s)| {
+            parse_addr(&format!("{key}[{i}]"), Some(s)).map(|a| a.expect("Some in, Some out"))
+        })
         .collect()
 }
 
@@ -737,7 +759,8 @@ pub fn split_host_port(s: &str) -> Option<(String, u16)> {
 
 fn parse_upstream_proxy(key: &str, s: &str) -> Result<UpstreamProxy, ConfigError> {
     // The message never echoes the URL: it may carry a password.
-    let url = url::Url::parse(s).map_err(|e| ConfigError::invalid(key, format!("not a URL: {e}")))?;
+    let url =
+        url::Url::parse(s).map_err(|e| ConfigError::invalid(key, format!("not a URL: {e}")))?;
     if url.scheme() != "http" {
         return Err(ConfigError::invalid(
             key,
@@ -753,13 +776,17 @@ fn parse_upstream_proxy(key: &str, s: &str) -> Result<UpstreamProxy, ConfigError
         .unwrap_or(host)
         .to_ascii_lowercase();
     if url.path() != "/" && !url.path().is_empty() || url.query().is_some() {
-        return Err(ConfigError::invalid(key, "a proxy URL has no path or query"));
+        return Err(ConfigError::invalid(
+            key,
+            "a proxy URL has no path or query",
+        ));
     }
     let authorization = if url.username().is_empty() {
         None
     } else {
         let decode = |s: &str| {
-            percent_decode(s).ok_or_else(|| ConfigError::invalid(key, "bad percent-encoding in the user info"))
+            percent_decode(s)
+                .ok_or_else(|| ConfigError::invalid(key, "bad percent-encoding in the user info"))
         };
         let user = decode(url.username())?;
         let pass = decode(url.password().unwrap_or(""))?;

@@ -37,31 +37,43 @@ impl HostList {
             HostPattern::Exact(h) => h.eq_ignore_ascii_case(host),
             HostPattern::Below(suffix) => {
                 host.len() > suffix.len()
-                    && host.as_bytes()[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+                    && host.as_bytes()[host.len() - suffix.len()..]
+                        .eq_ignore_ascii_case(suffix.as_bytes())
             }
         })
     }
 }
 
+/// A URL's host as patterns see it: IPv6 without its brackets.
+pub fn url_host(url: &url::Url) -> &str {
+    let host = url.host_str().unwrap_or_default();
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+}
+
 fn parse_pattern(p: &str) -> Result<HostPattern, String> {
     let p = p.trim().to_ascii_lowercase();
-    let p = p.strip_suffix('.').unwrap_or(&p);
     if p == "*" {
         return Ok(HostPattern::Any);
     }
     let (below, name) = match p.strip_prefix("*.") {
         Some(rest) => (true, rest),
-        None => (false, p),
+        None => (false, p.as_str()),
     };
+    let name = name.strip_suffix('.').unwrap_or(name);
     let name = name
         .strip_prefix('[')
         .and_then(|n| n.strip_suffix(']'))
         .unwrap_or(name);
     let ok = !name.is_empty()
         && (name.parse::<std::net::IpAddr>().is_ok()
-            || name
-                .split('.')
-                .all(|label| !label.is_empty() && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')));
+            || name.split('.').all(|label| {
+                !label.is_empty()
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            }));
     if !ok {
         return Err(format!(
             "{p:?} is not a host pattern (use \"host.example\", \"*.example\" or \"*\"; no scheme, port or path)"

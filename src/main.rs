@@ -11,7 +11,11 @@ use sessiond::{Config, Daemon};
 const EXIT_CONFIG: u8 = 64;
 
 #[derive(Parser)]
-#[command(name = "sessiond", version, about = "A forward proxy that owns HTTP sessions")]
+#[command(
+    name = "sessiond",
+    version,
+    about = "A forward proxy that owns HTTP sessions"
+)]
 struct Cli {
     /// Log line format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -51,7 +55,10 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("sessiond: cannot start the runtime: {e}");

@@ -197,11 +197,8 @@ impl Daemon {
     pub async fn shutdown(mut self) -> usize {
         let _ = self.shutdown.send(true);
         while self.accept_loops.join_next().await.is_some() {}
-        let drained = tokio::time::timeout(
-            self.grace,
-            self.permits.acquire_many(self.max_connections),
-        )
-        .await;
+        let drained =
+            tokio::time::timeout(self.grace, self.permits.acquire_many(self.max_connections)).await;
         match drained {
             Ok(_) => 0,
             Err(_) => {
@@ -232,11 +229,13 @@ impl ClientGate {
 }
 
 async fn bind(key: &str, addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr).await.map_err(|source| StartError::Bind {
-        key: key.to_string(),
-        addr,
-        source,
-    })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            key: key.to_string(),
+            addr,
+            source,
+        })
 }
 
 fn server_builder(config: &Config) -> auto::Builder<TokioExecutor> {
@@ -342,5 +341,45 @@ async fn serve<S, B>(
     };
     if let Err(e) = result {
         tracing::debug!(error = %e, "client connection ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gate(open: bool, nets: &[&str]) -> ClientGate {
+        ClientGate {
+            open,
+            clients: nets
+                .iter()
+                .map(|n| ClientRule {
+                    net: n.parse().unwrap(),
+                    session: "s".into(),
+                })
+                .collect(),
+        }
+    }
+
+    fn peer(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn restricted_listener_admits_only_listed_clients_and_loopback() {
+        let g = gate(false, &["10.0.0.0/24"]);
+        assert!(g.admits(peer("10.0.0.7:5000")));
+        assert!(
+            g.admits(peer("[::ffff:10.0.0.7]:5000")),
+            "IPv4-mapped peers match IPv4 rules"
+        );
+        assert!(g.admits(peer("127.0.0.1:5000")));
+        assert!(!g.admits(peer("10.0.1.7:5000")));
+        assert!(!g.admits(peer("[2001:db8::1]:5000")));
+    }
+
+    #[test]
+    fn open_listener_admits_everyone() {
+        assert!(gate(true, &[]).admits(peer("192.0.2.1:1")));
     }
 }

@@ -33,7 +33,11 @@ fn one_line(message: &str) -> String {
         .lines()
         .rev()
         .map(str::trim)
-        .find(|l| !l.is_empty() && !l.starts_with('|') && !l.chars().next().is_some_and(|c| c.is_ascii_digit()))
+        .find(|l| {
+            !l.is_empty()
+                && !l.starts_with('|')
+                && !l.chars().next().is_some_and(|c| c.is_ascii_digit())
+        })
         .unwrap_or_default()
         .to_string();
     if reason.is_empty() || reason == head {

@@ -80,7 +80,11 @@ pub struct Tracked {
 }
 
 impl Tracked {
-    pub fn new(inner: Incoming, read_timeout: Duration, log: ExchangeLog) -> Tracked {
+    pub fn new(inner: Incoming, read_timeout: Duration, mut log: ExchangeLog) -> Tracked {
+        // An empty body (a redirect, a 204, a HEAD answer) is never polled at all.
+        if inner.is_end_stream() {
+            log.set_outcome("complete");
+        }
         let now = Instant::now();
         Tracked {
             inner,

@@ -30,7 +30,11 @@ struct ProxyCredentials {
 }
 
 impl Identifier {
-    pub fn identify(&self, headers: &HeaderMap, conn: &ConnInfo) -> Result<Arc<Session>, ProxyError> {
+    pub fn identify(
+        &self,
+        headers: &HeaderMap,
+        conn: &ConnInfo,
+    ) -> Result<Arc<Session>, ProxyError> {
         if !conn.client_allowed {
             return Err(ProxyError::ClientForbidden(conn.peer.ip()));
         }
@@ -52,27 +56,32 @@ impl Identifier {
             Some(s) => s,
             // Under require_auth a new session could never authenticate (it has no
             // secret), so refuse before creating anything.
-            None if self.require_auth => return Err(auth_required(name)),
+            None if self.require_auth => return Err(auth_required()),
             None => self.registry.get_or_create(name).map_err(|e| match e {
                 RegistryError::InvalidName => ProxyError::BadRequest(format!(
                     "invalid session name {:?}: use 1-64 characters of A-Z a-z 0-9 . _ -",
                     truncate(name)
                 )),
-                RegistryError::Unknown => ProxyError::ProxyAuthRequired(
-                    "unknown session (proxy.dynamic_sessions is off)",
-                ),
+                RegistryError::Unknown => {
+                    ProxyError::ProxyAuthRequired("unknown session (proxy.dynamic_sessions is off)")
+                }
             })?,
         };
 
-        let secret_ok = session.secret().is_some_and(|s| password.is_some_and(|p| s.matches(p)));
+        let secret_ok = session
+            .secret()
+            .is_some_and(|s| password.is_some_and(|p| s.matches(p)));
         if self.require_auth && !secret_ok {
-            return Err(auth_required(name));
+            return Err(auth_required());
         }
         if session.secret().is_some() && !secret_ok {
             let entitled = conn.listener_session.as_deref() == Some(name)
-                || self.clients.iter().any(|r| r.session == name && r.net.contains(&conn.peer.ip()));
+                || self
+                    .clients
+                    .iter()
+                    .any(|r| r.session == name && r.net.contains(&conn.peer.ip()));
             if !entitled {
-                return Err(auth_required(name));
+                return Err(auth_required());
             }
         }
         Ok(session)
@@ -88,7 +97,7 @@ impl Identifier {
     }
 }
 
-fn auth_required(_name: &str) -> ProxyError {
+fn auth_required() -> ProxyError {
     ProxyError::ProxyAuthRequired(
         "this session needs its secret: send Proxy-Authorization (HTTP_PROXY=http://NAME:SECRET@host:port)",
     )
@@ -104,7 +113,11 @@ fn proxy_credentials(headers: &HeaderMap) -> Result<Option<ProxyCredentials>, Pr
     let Some(value) = headers.get(header::PROXY_AUTHORIZATION) else {
         return Ok(None);
     };
-    let bad = || ProxyError::BadRequest("malformed Proxy-Authorization (expected Basic base64(user:password))".into());
+    let bad = || {
+        ProxyError::BadRequest(
+            "malformed Proxy-Authorization (expected Basic base64(user:password))".into(),
+        )
+    };
     let text = value.to_str().map_err(|_| bad())?;
     let Some((scheme, token)) = text.trim().split_once(' ') else {
         return Err(bad());

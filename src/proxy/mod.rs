@@ -113,7 +113,9 @@ impl Proxy {
 /// The absolute-form target as a URL (the jar and host rules need its parts).
 fn target_url(req: &Request<Incoming>) -> Result<Url, ProxyError> {
     if req.method() == Method::CONNECT {
-        return Err(ProxyError::NotImplemented("CONNECT (HTTPS through the proxy)"));
+        return Err(ProxyError::NotImplemented(
+            "CONNECT (HTTPS through the proxy)",
+        ));
     }
     let uri = req.uri();
     match uri.scheme_str() {
@@ -146,13 +148,12 @@ fn target_url(req: &Request<Incoming>) -> Result<Url, ProxyError> {
 /// The session's egress rules: `deny_hosts` always wins; with `allow_hosts`, only those.
 fn check_hosts(session: &Session, url: &Url) -> Result<(), ProxyError> {
     let settings = session.settings();
-    let host = url.host_str().unwrap_or_default();
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
+    let host = crate::hosts::url_host(url);
     let allowed = !settings.deny_hosts.matches(host)
-        && settings.allow_hosts.as_ref().is_none_or(|a| a.matches(host));
+        && settings
+            .allow_hosts
+            .as_ref()
+            .is_none_or(|a| a.matches(host));
     if allowed {
         Ok(())
     } else {

@@ -2,8 +2,8 @@
 //! out (both ways), `Via` in, `Host` rebuilt, then the session's treatment: its header
 //! rules, its credentials for this host only, and its cookies.
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::Version;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use url::Url;
 
 use crate::session::Session;
@@ -88,11 +88,7 @@ pub fn apply_session(headers: &mut HeaderMap, session: &Session, url: &Url) {
         headers.insert(name.clone(), value.clone());
     }
 
-    let host = url.host_str().unwrap_or_default();
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
+    let host = crate::hosts::url_host(url);
     // The first matching credential for a header wins; later ones for the same header
     // do not replace what a credential already set.
     let mut set_by_us: Vec<&HeaderName> = Vec::new();
@@ -140,13 +136,22 @@ mod tests {
     #[test]
     fn strips_fixed_and_connection_named_headers() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("close, X-Private"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, X-Private"),
+        );
         h.insert("x-private", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
-        h.insert(header::PROXY_AUTHORIZATION, HeaderValue::from_static("Basic eDp5"));
+        h.insert(
+            header::PROXY_AUTHORIZATION,
+            HeaderValue::from_static("Basic eDp5"),
+        );
         h.insert(header::TE, HeaderValue::from_static("trailers"));
-        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
         h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
         strip_hop_by_hop(&mut h);

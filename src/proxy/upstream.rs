@@ -281,7 +281,8 @@ impl ConnectorInner {
         self.own_addrs.iter().any(|own| {
             own.port() == addr.port()
                 && (own.ip() == addr.ip()
-                    || (own.ip().is_unspecified() && (addr.ip().is_loopback() || addr.ip().is_unspecified())))
+                    || (own.ip().is_unspecified()
+                        && (addr.ip().is_loopback() || addr.ip().is_unspecified())))
         })
     }
 }
@@ -296,7 +297,11 @@ fn target_of(uri: &Uri) -> Result<(String, u16), ConnectError> {
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(host)
         .to_ascii_lowercase();
-    let default_port = if uri.scheme_str() == Some("https") { 443 } else { 80 };
+    let default_port = if uri.scheme_str() == Some("https") {
+        443
+    } else {
+        80
+    };
     Ok((host, uri.port_u16().unwrap_or(default_port)))
 }
 

@@ -45,7 +45,9 @@ pub struct Jar {
 impl std::fmt::Debug for Jar {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Cookie values are secrets: show only the count.
-        f.debug_struct("Jar").field("cookies", &self.created.len()).finish()
+        f.debug_struct("Jar")
+            .field("cookies", &self.created.len())
+            .finish()
     }
 }
 
@@ -155,36 +157,49 @@ impl Jar {
             .drain(..)
             .map(|c| {
                 buf.clear();
-                write_key(&mut buf, &String::from(&c.domain), c.path.as_ref(), c.name());
+                write_key(
+                    &mut buf,
+                    &String::from(&c.domain),
+                    c.path.as_ref(),
+                    c.name(),
+                );
                 let seq = self.created.get(buf.as_str()).copied().unwrap_or(u64::MAX);
                 (c.path.as_ref().len(), seq, c)
             })
             .collect();
         ordered.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
 
-        let client_text = client.and_then(|v| v.to_str().ok()).unwrap_or("");
+        // The client's bytes go out as they came: `to_str` would refuse a non-ASCII value
+        // (e.g. UTF-8) and silently drop the client's cookies. Only the names are compared.
+        let client_bytes = client.map_or(&b""[..], HeaderValue::as_bytes);
+        let client_text = String::from_utf8_lossy(client_bytes);
         let client_names: Vec<&str> = client_text
             .split(';')
             .filter_map(|pair| pair.split_once('=').map(|(n, _)| n.trim()))
             .collect();
-        let mut out = client_text.trim().trim_end_matches(';').to_string();
+        let mut out = client_bytes.trim_ascii().to_vec();
+        while out.last() == Some(&b';') {
+            out.pop();
+        }
         for (_, _, c) in ordered {
             if client_names.contains(&c.name()) {
                 continue;
             }
             if !out.is_empty() {
-                out.push_str("; ");
+                out.extend_from_slice(b"; ");
             }
-            out.push_str(c.name());
-            out.push('=');
-            out.push_str(c.value());
+            out.extend_from_slice(c.name().as_bytes());
+            out.push(b'=');
+            out.extend_from_slice(c.value().as_bytes());
         }
         if out.is_empty() {
             return None;
         }
         // Values came from headers we parsed, so they are valid header text; if not, the
         // client's header goes through alone rather than failing the request.
-        let mut value = HeaderValue::from_str(&out).ok().or_else(|| client.cloned())?;
+        let mut value = HeaderValue::from_bytes(&out)
+            .ok()
+            .or_else(|| client.cloned())?;
         value.set_sensitive(true);
         Some(value)
     }
@@ -228,21 +243,31 @@ impl Jar {
         for k in &expired {
             self.remove_key(k);
         }
-        let domain = just_added.split('\0').next().unwrap_or_default().to_string();
+        let domain = just_added
+            .split('\0')
+            .next()
+            .unwrap_or_default()
+            .to_string();
         let prefix = format!("{domain}\0");
         loop {
             let in_domain = self.created.iter().filter(|(k, _)| k.starts_with(&prefix));
             if in_domain.clone().count() <= self.limits.max_per_domain {
                 break;
             }
-            let oldest = in_domain.min_by_key(|(_, seq)| **seq).map(|(k, _)| k.clone());
+            let oldest = in_domain
+                .min_by_key(|(_, seq)| **seq)
+                .map(|(k, _)| k.clone());
             match oldest {
                 Some(k) => self.remove_key(&k),
                 None => break,
             }
         }
         while self.created.len() > self.limits.max_per_session {
-            let oldest = self.created.iter().min_by_key(|(_, seq)| **seq).map(|(k, _)| k.clone());
+            let oldest = self
+                .created
+                .iter()
+                .min_by_key(|(_, seq)| **seq)
+                .map(|(k, _)| k.clone());
             match oldest {
                 Some(k) => self.remove_key(&k),
                 None => break,

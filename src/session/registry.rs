@@ -52,10 +52,11 @@ impl Registry {
                 registry.limits,
             ));
         }
-        let implied = std::iter::once("default").chain(config.clients.iter().map(|c| c.session.as_str()));
+        let implied =
+            std::iter::once("default").chain(config.clients.iter().map(|c| c.session.as_str()));
         for name in implied {
             if registry.get(name).is_none() {
-                registry.insert(registry.from_template(name, Origin::Configured));
+                registry.insert(registry.new_from_template(name, Origin::Configured));
             }
         }
         registry
@@ -84,7 +85,7 @@ impl Registry {
         let session = self
             .sessions
             .entry(Arc::from(name))
-            .or_insert_with(|| Arc::new(self.from_template(name, Origin::Dynamic)))
+            .or_insert_with(|| Arc::new(self.new_from_template(name, Origin::Dynamic)))
             .value()
             .clone();
         tracing::debug!(session = name, "session created from template");
@@ -126,7 +127,7 @@ impl Registry {
         }
     }
 
-    fn from_template(&self, name: &str, origin: Origin) -> Session {
+    fn new_from_template(&self, name: &str, origin: Origin) -> Session {
         Session::new(
             Arc::from(name),
             None,
@@ -138,6 +139,7 @@ impl Registry {
     }
 
     fn insert(&self, session: Session) {
-        self.sessions.insert(Arc::clone(session.name()), Arc::new(session));
+        self.sessions
+            .insert(Arc::clone(session.name()), Arc::new(session));
     }
 }

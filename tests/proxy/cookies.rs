@@ -10,10 +10,17 @@ async fn cookie_set_on_one_connection_is_sent_on_the_next() {
     let origin = Origin::start().await;
     let proxy = start("").await;
 
-    let set = send(proxy.proxy_addr(), get(&origin.url("/cookies/set/session_id/1234"))).await;
+    let set = send(
+        proxy.proxy_addr(),
+        get(&origin.url("/cookies/set/session_id/1234")),
+    )
+    .await;
     assert_eq!(set.status, 302);
     let seen = send(proxy.proxy_addr(), get(&origin.url("/cookies"))).await;
-    assert_eq!(seen.cookies().get("session_id").map(String::as_str), Some("1234"));
+    assert_eq!(
+        seen.cookies().get("session_id").map(String::as_str),
+        Some("1234")
+    );
 }
 
 /// Python `requests` without a `requests.Session`: the second call sees the first's cookie.
@@ -40,7 +47,11 @@ print(requests.get(sys.argv[2] + "/cookies", proxies=proxies).json()["cookies"].
     })
     .await
     .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1234");
 }
 
@@ -88,7 +99,9 @@ async fn secure_cookie_over_plain_http_is_not_stored() {
             .header("x-set-cookie", "plain_one=1; Path=/"),
     )
     .await;
-    let cookies = send(proxy.proxy_addr(), get(&origin.url("/cookies"))).await.cookies();
+    let cookies = send(proxy.proxy_addr(), get(&origin.url("/cookies")))
+        .await
+        .cookies();
     assert!(!cookies.contains_key("secure_one"), "{cookies:?}");
     assert_eq!(cookies["plain_one"], "1");
 }
@@ -116,8 +129,12 @@ async fn cookies_follow_domain_rules() {
             .header("x-set-cookie", "to_tld=1; Domain=test; Path=/"),
     )
     .await;
-    let on_x = send(proxy.proxy_addr(), get(&x("/cookies"))).await.cookies();
-    let on_y = send(proxy.proxy_addr(), get(&y("/cookies"))).await.cookies();
+    let on_x = send(proxy.proxy_addr(), get(&x("/cookies")))
+        .await
+        .cookies();
+    let on_y = send(proxy.proxy_addr(), get(&y("/cookies")))
+        .await
+        .cookies();
     assert_eq!(on_x.keys().collect::<Vec<_>>(), ["host_only", "shared"]);
     assert_eq!(on_y.keys().collect::<Vec<_>>(), ["shared"]);
 }
@@ -140,9 +157,12 @@ async fn concurrent_sessions_never_see_each_others_cookies() {
                     .header("x-set-cookie", format!("who={session}; Path=/")),
             )
             .await;
-            let cookies = send(addr, get(&origin.url("/cookies")).header("x-session", &session))
-                .await
-                .cookies();
+            let cookies = send(
+                addr,
+                get(&origin.url("/cookies")).header("x-session", &session),
+            )
+            .await
+            .cookies();
             assert_eq!(cookies.len(), 1, "{session} saw {cookies:?}");
             assert_eq!(cookies["who"], session);
         });

@@ -16,11 +16,19 @@ use crate::support::*;
 struct Spawned {
     child: Child,
     addr: SocketAddr,
+    /// The daemon's JSON log lines, as they come.
+    logs: mpsc::Receiver<String>,
 }
 
 impl Spawned {
     /// Starts the binary on 127.0.0.1:0 and waits for its "proxy listening" log line.
     fn start(extra_env: &[(&str, &str)]) -> Spawned {
+        Spawned::with_config("", extra_env)
+    }
+
+    /// As `start`, with extra config after `[proxy]` and `[admin]`, and `RUST_LOG` settable
+    /// through `extra_env`.
+    fn with_config(extra_toml: &str, extra_env: &[(&str, &str)]) -> Spawned {
         let config = std::env::temp_dir().join(format!(
             "sessiond-daemon-test-{}-{}.toml",
             std::process::id(),
@@ -28,7 +36,7 @@ impl Spawned {
         ));
         std::fs::write(
             &config,
-            "[proxy]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+            format!("[proxy]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n{extra_toml}"),
         )
         .unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sessiond"));
@@ -59,7 +67,32 @@ impl Spawned {
             }
         };
         let _ = std::fs::remove_file(&config);
-        Spawned { child, addr }
+        Spawned {
+            child,
+            addr,
+            logs: rx,
+        }
+    }
+
+    /// The next log line whose JSON satisfies `want`; every line read on the way is
+    /// passed to `seen` too.
+    fn wait_log(
+        &self,
+        want: impl Fn(&serde_json::Value) -> bool,
+        mut seen: impl FnMut(&str),
+    ) -> serde_json::Value {
+        loop {
+            let line = self
+                .logs
+                .recv_timeout(Duration::from_secs(30))
+                .expect("the expected log line arrives");
+            seen(&line);
+            if let Ok(v) = serde_json::from_str(&line)
+                && want(&v)
+            {
+                return v;
+            }
+        }
     }
 
     /// (current RSS, peak RSS) in bytes, from /proc.
@@ -121,7 +154,10 @@ async fn large_bodies_stream_in_bounded_memory() {
 
     let mut conn = Conn::open(daemon.addr).await;
     let resp = conn
-        .response(get(&origin.url(&format!("/bytes/{}", 1024 * MIB))), Full::new(Bytes::new()).boxed())
+        .response(
+            get(&origin.url(&format!("/bytes/{}", 1024 * MIB))),
+            Full::new(Bytes::new()).boxed(),
+        )
         .await;
     assert_eq!(resp.status(), 200);
     let mut body = resp.into_body();
@@ -159,4 +195,71 @@ async fn large_bodies_stream_in_bounded_memory() {
         baseline / MIB,
         peak / MIB
     );
+}
+
+/// One access line per exchange, with session, method, URL (query values redacted),
+/// status, bytes and duration; and no secret anywhere in the log, even at debug level.
+#[tokio::test]
+async fn access_log_has_one_line_per_exchange_and_no_secrets() {
+    let origin = Origin::start().await;
+    let port = origin.addr.port();
+    let toml = format!(
+        r#"
+[upstream.resolve]
+"api.test:{port}" = "{a}"
+[sessions.logged]
+secret = "session-secret-1"
+[[sessions.logged.auth]]
+scheme = "bearer"
+token = "credential-secret-2"
+hosts = ["api.test"]
+"#,
+        a = origin.addr
+    );
+    let daemon = Spawned::with_config(&toml, &[("RUST_LOG", "debug")]);
+    let url = format!("http://api.test:{port}/cookies/set/c/cookie-secret-3?token=query-secret-4");
+    let r = send(
+        daemon.addr,
+        get(&url).header(
+            "proxy-authorization",
+            proxy_auth("logged", "session-secret-1"),
+        ),
+    )
+    .await;
+    assert_eq!(r.status, 302);
+    let r = send(
+        daemon.addr,
+        get(&format!("http://api.test:{port}/cookies")).header(
+            "proxy-authorization",
+            proxy_auth("logged", "session-secret-1"),
+        ),
+    )
+    .await;
+    assert_eq!(r.cookies()["c"], "cookie-secret-3");
+
+    let mut all = String::new();
+    let is_access = |v: &serde_json::Value| v["target"] == "sessiond::access";
+    let first = daemon.wait_log(is_access, |l| all.push_str(l));
+    let second = daemon.wait_log(is_access, |l| all.push_str(l));
+    assert_eq!(first["session"], "logged");
+    assert_eq!(first["method"], "GET");
+    assert_eq!(
+        first["url"],
+        format!("http://api.test:{port}/cookies/set/c/cookie-secret-3?token=…")
+    );
+    assert_eq!(first["status"], 302);
+    assert_eq!(first["outcome"], "complete");
+    assert!(
+        first["duration_ms"]
+            .as_str()
+            .unwrap()
+            .parse::<f64>()
+            .is_ok()
+    );
+    assert_eq!(second["status"], 200);
+    assert_eq!(second["bytes"], r.body.len());
+
+    for secret in ["session-secret-1", "credential-secret-2", "query-secret-4"] {
+        assert!(!all.contains(secret), "{secret} appears in the log:\n{all}");
+    }
 }

@@ -24,7 +24,11 @@ async fn which(proxy: std::net::SocketAddr, req: http::request::Builder) -> Repl
 async fn x_session_selects_and_is_not_forwarded() {
     let origin = Origin::start().await;
     let proxy = start(NAMED).await;
-    let r = which(proxy.proxy_addr(), get(&origin.url("/echo")).header("x-session", "svc")).await;
+    let r = which(
+        proxy.proxy_addr(),
+        get(&origin.url("/echo")).header("x-session", "svc"),
+    )
+    .await;
     assert_eq!(r.seen("x-which"), ["svc"]);
     assert!(r.seen("x-session").is_empty());
 }
@@ -72,7 +76,10 @@ async fn a_sessions_own_listener_selects_it() {
 #[tokio::test]
 async fn client_address_selects_via_clients_table() {
     let origin = Origin::start().await;
-    let proxy = start(&format!("{NAMED}\n[[clients]]\naddr = \"127.0.0.0/8\"\nsession = \"svc\"\n")).await;
+    let proxy = start(&format!(
+        "{NAMED}\n[[clients]]\naddr = \"127.0.0.0/8\"\nsession = \"svc\"\n"
+    ))
+    .await;
     let r = which(proxy.proxy_addr(), get(&origin.url("/echo"))).await;
     assert_eq!(r.seen("x-which"), ["svc"]);
 }
@@ -83,7 +90,11 @@ async fn unnamed_requests_use_default_and_new_names_use_the_template() {
     let proxy = start(NAMED).await;
     let r = which(proxy.proxy_addr(), get(&origin.url("/echo"))).await;
     assert_eq!(r.seen("x-which"), ["default"]);
-    let r = which(proxy.proxy_addr(), get(&origin.url("/echo")).header("x-session", "fresh")).await;
+    let r = which(
+        proxy.proxy_addr(),
+        get(&origin.url("/echo")).header("x-session", "fresh"),
+    )
+    .await;
     assert_eq!(r.seen("x-which"), ["template"]);
     assert!(proxy.registry().get("fresh").is_some());
 }
@@ -96,7 +107,10 @@ async fn secret_session_needs_its_secret() {
 
     let named_only = which(proxy.proxy_addr(), get(&url).header("x-session", "vault")).await;
     assert_eq!(named_only.status, 407);
-    assert_eq!(named_only.headers["proxy-authenticate"], "Basic realm=\"sessiond\"");
+    assert_eq!(
+        named_only.headers["proxy-authenticate"],
+        "Basic realm=\"sessiond\""
+    );
     assert!(named_only.text().contains("secret"));
 
     let wrong = which(
@@ -153,7 +167,11 @@ async fn require_auth_refuses_everything_without_a_valid_secret() {
     let before = proxy.registry().len();
 
     assert_eq!(which(proxy.proxy_addr(), get(&url)).await.status, 407);
-    let unknown = which(proxy.proxy_addr(), get(&url).header("x-session", "newcomer")).await;
+    let unknown = which(
+        proxy.proxy_addr(),
+        get(&url).header("x-session", "newcomer"),
+    )
+    .await;
     assert_eq!(unknown.status, 407);
     let no_secret = which(
         proxy.proxy_addr(),
@@ -161,7 +179,11 @@ async fn require_auth_refuses_everything_without_a_valid_secret() {
     )
     .await;
     assert_eq!(no_secret.status, 407);
-    assert_eq!(proxy.registry().len(), before, "a refused request created a session");
+    assert_eq!(
+        proxy.registry().len(),
+        before,
+        "a refused request created a session"
+    );
 
     let ok = which(
         proxy.proxy_addr(),
@@ -175,10 +197,18 @@ async fn require_auth_refuses_everything_without_a_valid_secret() {
 async fn unknown_name_is_407_when_dynamic_sessions_are_off() {
     let origin = Origin::start().await;
     let proxy = start(&format!("[proxy]\ndynamic_sessions = false\n{NAMED}")).await;
-    let r = which(proxy.proxy_addr(), get(&origin.url("/echo")).header("x-session", "nobody")).await;
+    let r = which(
+        proxy.proxy_addr(),
+        get(&origin.url("/echo")).header("x-session", "nobody"),
+    )
+    .await;
     assert_eq!(r.status, 407);
     assert!(proxy.registry().get("nobody").is_none());
-    let known = which(proxy.proxy_addr(), get(&origin.url("/echo")).header("x-session", "svc")).await;
+    let known = which(
+        proxy.proxy_addr(),
+        get(&origin.url("/echo")).header("x-session", "svc"),
+    )
+    .await;
     assert_eq!(known.seen("x-which"), ["svc"]);
 }
 
@@ -187,7 +217,11 @@ async fn invalid_session_names_are_400() {
     let origin = Origin::start().await;
     let proxy = start("").await;
     for bad in ["has space", "slash/y", &"x".repeat(65)] {
-        let r = which(proxy.proxy_addr(), get(&origin.url("/echo")).header("x-session", bad)).await;
+        let r = which(
+            proxy.proxy_addr(),
+            get(&origin.url("/echo")).header("x-session", bad),
+        )
+        .await;
         assert_eq!(r.status, 400, "{bad}");
         assert!(r.text().contains("invalid session name"), "{}", r.text());
     }
@@ -215,7 +249,10 @@ async fn max_sessions_evicts_the_least_recently_used_idle_session() {
     // "old" is busy: its response body is still streaming.
     let mut busy = Conn::open(addr).await;
     let stalled = busy
-        .response(as_session("old", "/stall"), http_body_util::Empty::new().map_err(|e| match e {}).boxed())
+        .response(
+            as_session("old", "/stall"),
+            http_body_util::Empty::new().map_err(|e| match e {}).boxed(),
+        )
         .await;
     assert_eq!(stalled.status(), 200);
 
@@ -223,7 +260,10 @@ async fn max_sessions_evicts_the_least_recently_used_idle_session() {
     let registry = proxy.registry();
     assert!(registry.get("old").is_some(), "a busy session was evicted");
     assert!(registry.get("newer").is_none(), "the idle session was kept");
-    assert!(registry.get("default").is_some(), "a configured session was evicted");
+    assert!(
+        registry.get("default").is_some(),
+        "a configured session was evicted"
+    );
     assert_eq!(registry.len(), 3);
 
     let old = send(addr, as_session("old", "/cookies")).await;

@@ -32,7 +32,14 @@ async fn hop_by_hop_request_headers_are_removed() {
             .header("x-end-to-end", "kept"),
     )
     .await;
-    for gone in ["x-private", "keep-alive", "proxy-connection", "te", "upgrade", "x-session"] {
+    for gone in [
+        "x-private",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "upgrade",
+        "x-session",
+    ] {
         assert!(r.seen(gone).is_empty(), "{gone} was forwarded");
     }
     assert_eq!(r.seen("x-end-to-end"), ["kept"]);
@@ -70,9 +77,17 @@ remove_headers = ["X-Debug"]
             .header("x-debug", "1"),
     )
     .await;
-    assert_eq!(r.seen("user-agent"), ["curl/8"], "the client's header wins over `headers`");
+    assert_eq!(
+        r.seen("user-agent"),
+        ["curl/8"],
+        "the client's header wins over `headers`"
+    );
     assert_eq!(r.seen("x-default"), ["d"]);
-    assert_eq!(r.seen("x-forced"), ["f"], "`override_headers` replaces the client's");
+    assert_eq!(
+        r.seen("x-forced"),
+        ["f"],
+        "`override_headers` replaces the client's"
+    );
     assert!(r.seen("x-debug").is_empty());
 
     let bare = send(proxy.proxy_addr(), get(&origin.url("/echo"))).await;
@@ -146,8 +161,14 @@ async fn credentials_go_only_to_their_hosts() {
 
     for unscoped in ["other.test", "files.test"] {
         let r = send(proxy.proxy_addr(), get(&at(unscoped))).await;
-        assert!(r.seen("authorization").is_empty(), "credential leaked to {unscoped}");
-        assert!(r.seen("x-api-key").is_empty(), "credential leaked to {unscoped}");
+        assert!(
+            r.seen("authorization").is_empty(),
+            "credential leaked to {unscoped}"
+        );
+        assert!(
+            r.seen("x-api-key").is_empty(),
+            "credential leaked to {unscoped}"
+        );
     }
     let by_ip = send(proxy.proxy_addr(), get(&origin.url("/echo"))).await;
     assert!(by_ip.seen("authorization").is_empty());
@@ -160,12 +181,18 @@ async fn the_clients_authorization_wins_unless_override() {
     let proxy = with_credentials(&origin, &file).await;
     let url = format!("http://api.test:{}/echo", origin.addr.port());
 
-    let own = send(proxy.proxy_addr(), get(&url).header("authorization", "Bearer mine")).await;
+    let own = send(
+        proxy.proxy_addr(),
+        get(&url).header("authorization", "Bearer mine"),
+    )
+    .await;
     assert_eq!(own.seen("authorization"), ["Bearer mine"]);
 
     let forced = send(
         proxy.proxy_addr(),
-        get(&url).header("x-session", "forced").header("authorization", "Bearer mine"),
+        get(&url)
+            .header("x-session", "forced")
+            .header("authorization", "Bearer mine"),
     )
     .await;
     assert_eq!(forced.seen("authorization"), ["Bearer forced-tok"]);

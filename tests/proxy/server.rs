@@ -25,7 +25,10 @@ async fn connections_over_the_limit_wait_for_a_free_slot() {
     });
     // Not served while both slots are taken...
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!third.is_finished(), "a third connection was served over the limit");
+    assert!(
+        !third.is_finished(),
+        "a third connection was served over the limit"
+    );
     // ...and served as soon as one frees up.
     drop(first);
     let status = tokio::time::timeout(Duration::from_secs(10), third)
@@ -39,13 +42,19 @@ async fn connections_over_the_limit_wait_for_a_free_slot() {
 async fn a_slow_request_head_is_cut_off() {
     let proxy = start("[proxy]\nrequest_head_timeout = \"200ms\"\n").await;
     let mut stream = TcpStream::connect(proxy.proxy_addr()).await.unwrap();
-    stream.write_all(b"GET http://127.0.0.1:1/ HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    stream
+        .write_all(b"GET http://127.0.0.1:1/ HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
     let mut buf = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut buf)).await;
     let read = read.expect("the proxy closed the connection");
     assert!(read.is_ok());
     let text = String::from_utf8_lossy(&buf);
-    assert!(text.is_empty() || text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -91,5 +100,8 @@ async fn graceful_shutdown_finishes_in_flight_exchanges() {
     let reply = in_flight.await.unwrap();
     assert_eq!(reply.status, 200);
     assert_eq!(reply.text(), "late");
-    assert!(TcpStream::connect(addr).await.is_err(), "still accepting after shutdown");
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "still accepting after shutdown"
+    );
 }

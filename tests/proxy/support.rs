@@ -75,12 +75,18 @@ impl Origin {
 
 async fn origin_handler(req: Request<Incoming>) -> Result<Response<BoxBody>, Infallible> {
     let path = req.uri().path().to_string();
-    let set_cookies: Vec<_> = req.headers().get_all("x-set-cookie").iter().cloned().collect();
+    let set_cookies: Vec<_> = req
+        .headers()
+        .get_all("x-set-cookie")
+        .iter()
+        .cloned()
+        .collect();
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let mut resp = match segments.as_slice() {
         ["cookies", "set", name, value] => {
             let mut r = text(StatusCode::FOUND, "");
-            r.headers_mut().insert("location", "/cookies".parse().unwrap());
+            r.headers_mut()
+                .insert("location", "/cookies".parse().unwrap());
             r.headers_mut().append(
                 "set-cookie",
                 format!("{name}={value}; Path=/").parse().unwrap(),
@@ -103,7 +109,8 @@ async fn origin_handler(req: Request<Incoming>) -> Result<Response<BoxBody>, Inf
             text(StatusCode::OK, "late")
         }
         ["stall"] => {
-            let stream = futures_stream(vec![Bytes::from_static(b"first")], Duration::from_secs(60));
+            let stream =
+                futures_stream(vec![Bytes::from_static(b"first")], Duration::from_secs(60));
             Response::new(stream)
         }
         ["bytes", n] => {
@@ -122,14 +129,20 @@ async fn origin_handler(req: Request<Incoming>) -> Result<Response<BoxBody>, Inf
             }
             json_response(json!({ "received": received }))
         }
-        ["status", code] => text(StatusCode::from_u16(code.parse().unwrap()).unwrap(), "status"),
+        ["status", code] => text(
+            StatusCode::from_u16(code.parse().unwrap()).unwrap(),
+            "status",
+        ),
         ["hop"] => {
             let mut r = text(StatusCode::OK, "hop");
             let h = r.headers_mut();
             h.insert("connection", "x-hop-secret".parse().unwrap());
             h.insert("x-hop-secret", "1".parse().unwrap());
             h.insert("keep-alive", "timeout=5".parse().unwrap());
-            h.insert("proxy-authenticate", "Basic realm=\"origin\"".parse().unwrap());
+            h.insert(
+                "proxy-authenticate",
+                "Basic realm=\"origin\"".parse().unwrap(),
+            );
             h.insert("x-end-to-end", "kept".parse().unwrap());
             r
         }
@@ -160,7 +173,8 @@ fn text(status: StatusCode, body: &'static str) -> Response<BoxBody> {
 
 fn json_response(v: Value) -> Response<BoxBody> {
     let mut r = Response::new(Full::new(Bytes::from(v.to_string())).boxed());
-    r.headers_mut().insert("content-type", "application/json".parse().unwrap());
+    r.headers_mut()
+        .insert("content-type", "application/json".parse().unwrap());
     r
 }
 
@@ -300,7 +314,11 @@ impl Conn {
     }
 
     /// The response with its body still streaming.
-    pub async fn response(&mut self, req: http::request::Builder, body: BoxBody) -> Response<Incoming> {
+    pub async fn response(
+        &mut self,
+        req: http::request::Builder,
+        body: BoxBody,
+    ) -> Response<Incoming> {
         self.sender.ready().await.expect("connection ready");
         self.sender
             .send_request(req.body(body).unwrap())

@@ -40,14 +40,21 @@ upstream_proxy = "http://viaparent:parentpw@{}"
     ))
     .await;
     for _ in 0..5 {
-        let chained = send(child.proxy_addr(), get(&origin.url("/echo")).header("x-session", "chained")).await;
+        let chained = send(
+            child.proxy_addr(),
+            get(&origin.url("/echo")).header("x-session", "chained"),
+        )
+        .await;
         assert_eq!(chained.status, 200, "{}", chained.text());
         assert_eq!(chained.seen("x-through"), ["parent"]);
         assert_eq!(chained.seen("via"), ["1.1 sessiond", "1.1 sessiond"]);
         assert!(chained.seen("proxy-authorization").is_empty());
 
         let direct = send(child.proxy_addr(), get(&origin.url("/echo"))).await;
-        assert!(direct.seen("x-through").is_empty(), "a direct request went through the parent");
+        assert!(
+            direct.seen("x-through").is_empty(),
+            "a direct request went through the parent"
+        );
         assert_eq!(direct.seen("via"), ["1.1 sessiond"]);
     }
 }
@@ -56,8 +63,16 @@ upstream_proxy = "http://viaparent:parentpw@{}"
 async fn wrong_parent_credentials_surface_as_the_parents_407() {
     let origin = Origin::start().await;
     let parent = start("[sessions.p]\nsecret = \"right\"\n").await;
-    let child = start(&format!("[template]\nupstream_proxy = \"http://p:wrong@{}\"\n", parent.proxy_addr())).await;
-    let r = send(child.proxy_addr(), get(&origin.url("/echo")).header("x-session", "t")).await;
+    let child = start(&format!(
+        "[template]\nupstream_proxy = \"http://p:wrong@{}\"\n",
+        parent.proxy_addr()
+    ))
+    .await;
+    let r = send(
+        child.proxy_addr(),
+        get(&origin.url("/echo")).header("x-session", "t"),
+    )
+    .await;
     assert_eq!(r.status, 407);
 }
 
@@ -65,8 +80,16 @@ async fn wrong_parent_credentials_surface_as_the_parents_407() {
 async fn resolve_pins_a_name_to_an_address() {
     let origin = Origin::start().await;
     let port = origin.addr.port();
-    let proxy = start(&format!("[upstream.resolve]\n\"pinned.test:{port}\" = \"{}\"\n", origin.addr)).await;
-    let r = send(proxy.proxy_addr(), get(&format!("http://pinned.test:{port}/echo"))).await;
+    let proxy = start(&format!(
+        "[upstream.resolve]\n\"pinned.test:{port}\" = \"{}\"\n",
+        origin.addr
+    ))
+    .await;
+    let r = send(
+        proxy.proxy_addr(),
+        get(&format!("http://pinned.test:{port}/echo")),
+    )
+    .await;
     assert_eq!(r.status, 200);
     assert_eq!(r.seen("host"), [format!("pinned.test:{port}")]);
 }
@@ -81,8 +104,15 @@ async fn slow_response_is_504_within_the_sessions_timeout() {
     )
     .await;
     assert_eq!(slow.status, 504);
-    assert!(slow.text().contains("no response within 200ms"), "{}", slow.text());
-    assert_eq!(slow.headers["proxy-status"], "sessiond; error=http_response_timeout");
+    assert!(
+        slow.text().contains("no response within 200ms"),
+        "{}",
+        slow.text()
+    );
+    assert_eq!(
+        slow.headers["proxy-status"],
+        "sessiond; error=http_response_timeout"
+    );
 
     // Other sessions keep the global timeout.
     let patient = send(proxy.proxy_addr(), get(&origin.url("/delay/300"))).await;
@@ -95,17 +125,27 @@ async fn silence_inside_a_body_ends_it_after_read_timeout() {
     let proxy = start("[sessions.default]\nread_timeout = \"200ms\"\n").await;
     let mut conn = Conn::open(proxy.proxy_addr()).await;
     let resp = conn
-        .response(get(&origin.url("/stall")), Full::new(bytes::Bytes::new()).boxed())
+        .response(
+            get(&origin.url("/stall")),
+            Full::new(bytes::Bytes::new()).boxed(),
+        )
         .await;
     assert_eq!(resp.status(), 200);
     let mut body = resp.into_body();
-    let first = body.frame().await.expect("a first frame").expect("first chunk arrives");
+    let first = body
+        .frame()
+        .await
+        .expect("a first frame")
+        .expect("first chunk arrives");
     assert_eq!(first.into_data().unwrap(), "first");
     // The origin stalls for a minute; the proxy cuts the body long before.
     let next = tokio::time::timeout(Duration::from_secs(20), body.frame())
         .await
         .expect("the proxy ended the stalled body");
-    assert!(!matches!(next, Some(Ok(_))), "expected the body to fail, got {next:?}");
+    assert!(
+        !matches!(next, Some(Ok(_))),
+        "expected the body to fail, got {next:?}"
+    );
 }
 
 #[tokio::test]
@@ -118,7 +158,12 @@ async fn connect_timeout_is_504() {
     let addr = full.local_addr().unwrap();
     let mut fillers = Vec::new();
     for _ in 0..4 {
-        if let Ok(Ok(s)) = tokio::time::timeout(Duration::from_millis(200), tokio::net::TcpStream::connect(addr)).await {
+        if let Ok(Ok(s)) = tokio::time::timeout(
+            Duration::from_millis(200),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
             fillers.push(s);
         }
     }
@@ -136,15 +181,25 @@ async fn refused_port_is_502() {
     let proxy = start("").await;
     let r = send(proxy.proxy_addr(), get(&format!("http://{addr}/"))).await;
     assert_eq!(r.status, 502);
-    assert_eq!(r.text(), format!("sessiond: connection to {addr} refused\n"));
+    assert_eq!(
+        r.text(),
+        format!("sessiond: connection to {addr} refused\n")
+    );
     assert_eq!(r.headers["content-type"], "text/plain; charset=utf-8");
-    assert_eq!(r.headers["proxy-status"], "sessiond; error=connection_refused");
+    assert_eq!(
+        r.headers["proxy-status"],
+        "sessiond; error=connection_refused"
+    );
 }
 
 #[tokio::test]
 async fn request_to_the_proxy_itself_is_a_loop() {
     let proxy = start("[sessions.svc]\nlisten = \"127.0.0.1:0\"\n").await;
-    let own = [proxy.proxy_addr(), proxy.admin_addr(), proxy.session_addrs("svc")[0]];
+    let own = [
+        proxy.proxy_addr(),
+        proxy.admin_addr(),
+        proxy.session_addrs("svc")[0],
+    ];
     for addr in own {
         let r = send(proxy.proxy_addr(), get(&format!("http://{addr}/x"))).await;
         assert_eq!(r.status, 508, "{addr}: {}", r.text());
@@ -170,13 +225,20 @@ deny_hosts = ["bad.ok.test"]
     ))
     .await;
     let at = |h: &str| format!("http://{h}:{port}/echo");
-    assert_eq!(send(proxy.proxy_addr(), get(&at("ok.test"))).await.status, 200);
+    assert_eq!(
+        send(proxy.proxy_addr(), get(&at("ok.test"))).await.status,
+        200
+    );
     for refused in ["bad.ok.test", "elsewhere.test"] {
         let r = send(proxy.proxy_addr(), get(&at(refused))).await;
         assert_eq!(r.status, 403, "{refused}");
         assert!(r.text().contains(refused));
     }
-    assert_eq!(origin.connections(), 1, "a refused request reached the origin");
+    assert_eq!(
+        origin.connections(),
+        1,
+        "a refused request reached the origin"
+    );
 }
 
 #[tokio::test]
@@ -184,7 +246,11 @@ async fn non_forward_proxy_requests_are_clear_errors() {
     let proxy = start("").await;
     let origin_form = send(proxy.proxy_addr(), Request::builder().uri("/just/a/path")).await;
     assert_eq!(origin_form.status, 400);
-    assert!(origin_form.text().contains("absolute-form"), "{}", origin_form.text());
+    assert!(
+        origin_form.text().contains("absolute-form"),
+        "{}",
+        origin_form.text()
+    );
 
     let connect = send(
         proxy.proxy_addr(),

@@ -1,0 +1,611 @@
+//! Unit tests for the jar's RFC 6265bis rules on top of `cookie_store`.
+
+use http::HeaderValue;
+use url::Url;
+
+use super::*;
+
+fn url(s: &str) -> Url {
+    Url::parse(s).unwrap()
+}
+
+fn jar() -> Jar {
+    Jar::new(CookieLimits::default())
+}
+
+fn jar_with(max_per_domain: usize, max_per_session: usize, max_bytes: usize) -> Jar {
+    Jar::new(CookieLimits {
+        max_per_domain,
+        max_per_session,
+        max_bytes,
+    })
+}
+
+/// Records `header` as a `Set-Cookie` received from `from`.
+fn set(jar: &mut Jar, from: &str, header: &str) -> SetOutcome {
+    jar.set_cookie(header.as_bytes(), &url(from))
+}
+
+/// The `Cookie` header the jar alone would send to `to`, as text.
+fn sent(jar: &Jar, to: &str) -> Option<String> {
+    jar.cookie_header(&url(to), None)
+        .map(|v| v.to_str().unwrap().to_string())
+}
+
+fn sent_with(jar: &Jar, to: &str, client: &str) -> Option<String> {
+    let client = HeaderValue::from_str(client).unwrap();
+    jar.cookie_header(&url(to), Some(&client))
+        .map(|v| v.to_str().unwrap().to_string())
+}
+
+fn is_ignored(outcome: SetOutcome) -> bool {
+    matches!(outcome, SetOutcome::Ignored(_))
+}
+
+// ---- storing and sending ----
+
+#[test]
+fn stores_and_sends_a_cookie() {
+    let mut j = jar();
+    assert!(j.is_empty());
+    assert_eq!(
+        set(&mut j, "http://example.com/", "sid=1234"),
+        SetOutcome::Stored
+    );
+    assert_eq!(j.len(), 1);
+    assert_eq!(
+        sent(&j, "http://example.com/anything").as_deref(),
+        Some("sid=1234")
+    );
+}
+
+#[test]
+fn updating_a_cookie_replaces_its_value() {
+    let mut j = jar();
+    set(&mut j, "http://example.com/", "sid=old");
+    assert_eq!(
+        set(&mut j, "http://example.com/", "sid=new"),
+        SetOutcome::Updated
+    );
+    assert_eq!(j.len(), 1);
+    assert_eq!(sent(&j, "http://example.com/").as_deref(), Some("sid=new"));
+}
+
+#[test]
+fn outcome_changed_is_false_only_for_ignored() {
+    assert!(SetOutcome::Stored.changed());
+    assert!(SetOutcome::Updated.changed());
+    assert!(SetOutcome::Removed.changed());
+    assert!(!SetOutcome::Ignored("x").changed());
+}
+
+#[test]
+fn garbage_set_cookie_is_ignored() {
+    let mut j = jar();
+    assert!(is_ignored(
+        j.set_cookie(b"\xff\xfe=1", &url("http://example.com/"))
+    ));
+    for bad in ["", "no-equals-sign", "=value-without-name"] {
+        assert!(
+            is_ignored(set(&mut j, "http://example.com/", bad)),
+            "{bad:?}"
+        );
+    }
+    assert!(j.is_empty());
+}
+
+// ---- domain ----
+
+#[test]
+fn host_only_cookie_stays_on_its_host() {
+    let mut j = jar();
+    set(&mut j, "http://a.example.com/", "h=1");
+    assert_eq!(sent(&j, "http://a.example.com/").as_deref(), Some("h=1"));
+    assert_eq!(sent(&j, "http://b.example.com/"), None);
+    assert_eq!(sent(&j, "http://example.com/"), None);
+    assert_eq!(sent(&j, "http://x.a.example.com/"), None);
+}
+
+#[test]
+fn domain_cookie_goes_to_sibling_subdomains() {
+    let mut j = jar();
+    assert_eq!(
+        set(&mut j, "http://a.example.com/", "d=1; Domain=example.com"),
+        SetOutcome::Stored
+    );
+    assert_eq!(sent(&j, "http://b.example.com/").as_deref(), Some("d=1"));
+    assert_eq!(sent(&j, "http://example.com/").as_deref(), Some("d=1"));
+    assert_eq!(sent(&j, "http://notexample.com/"), None);
+}
+
+#[test]
+fn domain_of_another_site_is_refused() {
+    let mut j = jar();
+    assert!(is_ignored(set(
+        &mut j,
+        "http://example.com/",
+        "x=1; Domain=other.com"
+    )));
+    assert!(is_ignored(set(
+        &mut j,
+        "http://example.com/",
+        "x=1; Domain=a.example.com"
+    )));
+    assert!(j.is_empty());
+}
+
+// ---- path ----
+
+#[test]
+fn path_matches_on_a_slash_boundary() {
+    let mut j = jar();
+    set(&mut j, "http://example.com/", "p=1; Path=/api");
+    assert_eq!(sent(&j, "http://example.com/api").as_deref(), Some("p=1"));
+    assert_eq!(sent(&j, "http://example.com/api/x").as_deref(), Some("p=1"));
+    assert_eq!(sent(&j, "http://example.com/apix"), None);
+    assert_eq!(sent(&j, "http://example.com/"), None);
+}
+
+// ---- Secure ----
+
+#[test]
+fn secure_cookie_over_http_is_refused() {
+    let mut j = jar();
+    assert!(is_ignored(set(
+        &mut j,
+        "http://example.com/",
+        "s=1; Secure"
+    )));
+    assert!(j.is_empty());
+}
+
+#[test]
+fn secure_cookie_from_https_is_sent_only_to_https() {
+    let mut j = jar();
+    assert_eq!(
+        set(&mut j, "https://example.com/", "s=1; Secure"),
+        SetOutcome::Stored
+    );
+    assert_eq!(sent(&j, "https://example.com/").as_deref(), Some("s=1"));
+    assert_eq!(sent(&j, "http://example.com/"), None);
+}
+
+#[test]
+fn secure_prefix_needs_secure_from_https() {
+    let mut j = jar();
+    assert!(is_ignored(set(
+        &mut j,
+        "https://example.com/",
+        "__Secure-a=1"
+    )));
+    assert!(is_ignored(set(
+        &mut j,
+        "http://example.com/",
+        "__Secure-a=1; Secure"
+    )));
+    assert_eq!(
+        set(
+            &mut j,
+            "https://example.com/",
+            "__Secure-a=1; Secure; Domain=example.com"
+        ),
+        SetOutcome::Stored
+    );
+}
+
+#[test]
+fn secure_prefix_is_case_insensitive() {
+    let mut j = jar();
+    assert!(is_ignored(set(
+        &mut j,
+        "https://example.com/",
+        "__SECURE-a=1"
+    )));
+    assert!(is_ignored(set(
+        &mut j,
+        "https://example.com/",
+        "__secure-a=1"
+    )));
+    assert!(j.is_empty());
+}
+
+#[test]
+fn host_prefix_accepted_with_secure_root_path_and_no_domain() {
+    let mut j = jar();
+    assert_eq!(
+        set(
+            &mut j,
+            "https://example.com/x",
+            "__Host-id=1; Secure; Path=/"
+        ),
+        SetOutcome::Stored
+    );
+    assert_eq!(
+        sent(&j, "https://example.com/").as_deref(),
+        Some("__Host-id=1")
+    );
+}
+
+#[test]
+fn host_prefix_refused_without_its_conditions() {
+    let mut j = jar();
+    for header in [
+        "__Host-id=1; Secure; Path=/; Domain=example.com",
+        "__Host-id=1; Secure; Path=/api",
+        "__Host-id=1; Secure",
+        "__Host-id=1; Path=/",
+        "__HOST-id=1; Path=/",
+        "__host-id=1; Secure; Path=/; Domain=example.com",
+    ] {
+        assert!(
+            is_ignored(set(&mut j, "https://example.com/", header)),
+            "{header}"
+        );
+    }
+    assert!(is_ignored(set(
+        &mut j,
+        "http://example.com/",
+        "__Host-id=1; Secure; Path=/"
+    )));
+    assert!(j.is_empty());
+}
+
+#[test]
+fn plain_http_cannot_overwrite_a_secure_cookie() {
+    let mut j = jar();
+    set(&mut j, "https://example.com/", "sid=good; Secure");
+    assert!(is_ignored(set(&mut j, "http://example.com/", "sid=evil")));
+    assert!(is_ignored(set(
+        &mut j,
+        "http://example.com/",
+        "sid=evil; Path=/deeper"
+    )));
+    assert!(is_ignored(set(
+        &mut j,
+        "http://sub.example.com/",
+        "sid=evil; Domain=example.com"
+    )));
+    assert_eq!(
+        sent(&j, "https://example.com/deeper").as_deref(),
+        Some("sid=good")
+    );
+    // Another name is fine.
+    assert_eq!(
+        set(&mut j, "http://example.com/", "other=1"),
+        SetOutcome::Stored
+    );
+}
+
+#[test]
+fn https_may_replace_a_secure_cookie() {
+    let mut j = jar();
+    set(&mut j, "https://example.com/", "sid=old; Secure");
+    assert_eq!(
+        set(&mut j, "https://example.com/", "sid=new"),
+        SetOutcome::Updated
+    );
+    assert_eq!(sent(&j, "http://example.com/").as_deref(), Some("sid=new"));
+}
+
+// ---- public suffixes ----
+
+#[test]
+fn domain_that_is_a_public_suffix_is_refused() {
+    let mut j = jar();
+    assert!(is_ignored(set(
+        &mut j,
+        "http://example.com/",
+        "x=1; Domain=com"
+    )));
+    assert!(is_ignored(set(
+        &mut j,
+        "http://example.com/",
+        "x=1; Domain=.com"
+    )));
+    assert!(is_ignored(set(
+        &mut j,
+        "http://example.co.uk/",
+        "x=1; Domain=co.uk"
+    )));
+    assert!(is_ignored(set(
+        &mut j,
+        "http://example.co.uk/",
+        "x=1; Domain=CO.UK"
+    )));
+    assert!(j.is_empty());
+}
+
+#[test]
+fn registrable_domain_is_accepted() {
+    let mut j = jar();
+    assert_eq!(
+        set(
+            &mut j,
+            "http://www.example.co.uk/",
+            "x=1; Domain=example.co.uk"
+        ),
+        SetOutcome::Stored
+    );
+    assert_eq!(
+        sent(&j, "http://shop.example.co.uk/").as_deref(),
+        Some("x=1")
+    );
+}
+
+#[test]
+fn public_suffix_host_setting_its_own_domain_gets_a_host_only_cookie() {
+    let mut j = jar();
+    assert_eq!(
+        set(&mut j, "http://co.uk/", "x=1; Domain=co.uk"),
+        SetOutcome::Stored
+    );
+    assert_eq!(sent(&j, "http://co.uk/").as_deref(), Some("x=1"));
+    assert_eq!(sent(&j, "http://example.co.uk/"), None);
+}
+
+// ---- expiry ----
+
+#[test]
+fn max_age_zero_removes_a_stored_cookie() {
+    let mut j = jar();
+    set(&mut j, "http://example.com/", "sid=1");
+    set(&mut j, "http://example.com/", "keep=1");
+    assert_eq!(
+        set(&mut j, "http://example.com/", "sid=; Max-Age=0"),
+        SetOutcome::Removed
+    );
+    assert_eq!(j.len(), 1);
+    assert_eq!(sent(&j, "http://example.com/").as_deref(), Some("keep=1"));
+}
+
+#[test]
+fn past_expires_removes_a_stored_cookie() {
+    let mut j = jar();
+    set(&mut j, "http://example.com/", "sid=1");
+    assert_eq!(
+        set(
+            &mut j,
+            "http://example.com/",
+            "sid=gone; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
+        ),
+        SetOutcome::Removed
+    );
+    assert!(j.is_empty());
+    assert_eq!(sent(&j, "http://example.com/"), None);
+}
+
+#[test]
+fn expired_cookie_with_nothing_to_delete_is_ignored() {
+    let mut j = jar();
+    assert!(is_ignored(set(
+        &mut j,
+        "http://example.com/",
+        "sid=1; Max-Age=0"
+    )));
+    assert!(j.is_empty());
+}
+
+#[test]
+fn removal_must_match_domain_and_path() {
+    let mut j = jar();
+    set(&mut j, "http://example.com/", "sid=1; Path=/api");
+    assert!(is_ignored(set(
+        &mut j,
+        "http://example.com/",
+        "sid=; Max-Age=0; Path=/"
+    )));
+    assert_eq!(sent(&j, "http://example.com/api").as_deref(), Some("sid=1"));
+}
+
+#[test]
+fn future_max_age_is_stored() {
+    let mut j = jar();
+    assert_eq!(
+        set(&mut j, "http://example.com/", "sid=1; Max-Age=3600"),
+        SetOutcome::Stored
+    );
+    assert_eq!(sent(&j, "http://example.com/").as_deref(), Some("sid=1"));
+}
+
+// ---- size and count limits ----
+
+#[test]
+fn name_and_value_over_max_bytes_are_refused() {
+    let mut j = jar_with(50, 3000, 10);
+    assert!(is_ignored(set(
+        &mut j,
+        "http://example.com/",
+        "abcde=123456"
+    )));
+    assert_eq!(
+        set(&mut j, "http://example.com/", "abcde=12345"),
+        SetOutcome::Stored
+    );
+    assert_eq!(j.len(), 1);
+}
+
+#[test]
+fn default_size_limit_is_4096() {
+    let mut j = jar();
+    let at_limit = format!("n={}", "v".repeat(4095));
+    let over = format!("m={}", "v".repeat(4096));
+    assert_eq!(
+        set(&mut j, "http://example.com/", &at_limit),
+        SetOutcome::Stored
+    );
+    assert!(is_ignored(set(&mut j, "http://example.com/", &over)));
+}
+
+#[test]
+fn per_domain_limit_evicts_the_oldest_of_that_domain() {
+    let mut j = jar_with(3, 3000, 4096);
+    set(&mut j, "http://other.test/", "o=1");
+    for i in 0..4 {
+        assert_eq!(
+            set(&mut j, "http://example.com/", &format!("c{i}=1")),
+            SetOutcome::Stored
+        );
+    }
+    assert_eq!(
+        sent(&j, "http://example.com/").as_deref(),
+        Some("c1=1; c2=1; c3=1")
+    );
+    assert_eq!(sent(&j, "http://other.test/").as_deref(), Some("o=1"));
+    assert_eq!(j.len(), 4);
+}
+
+#[test]
+fn per_session_limit_evicts_the_oldest_overall() {
+    let mut j = jar_with(50, 3, 4096);
+    for host in ["a.test", "b.test", "c.test", "d.test"] {
+        set(&mut j, &format!("http://{host}/"), "c=1");
+    }
+    assert_eq!(j.len(), 3);
+    assert_eq!(sent(&j, "http://a.test/"), None);
+    for host in ["b.test", "c.test", "d.test"] {
+        assert_eq!(
+            sent(&j, &format!("http://{host}/")).as_deref(),
+            Some("c=1"),
+            "{host}"
+        );
+    }
+}
+
+#[test]
+fn updated_cookie_keeps_its_creation_time_so_is_evicted_first() {
+    let mut j = jar_with(2, 3000, 4096);
+    set(&mut j, "http://example.com/", "a=1");
+    set(&mut j, "http://example.com/", "b=1");
+    assert_eq!(
+        set(&mut j, "http://example.com/", "a=2"),
+        SetOutcome::Updated
+    );
+    set(&mut j, "http://example.com/", "c=1");
+    assert_eq!(sent(&j, "http://example.com/").as_deref(), Some("b=1; c=1"));
+}
+
+#[test]
+fn removed_cookie_frees_its_place() {
+    let mut j = jar_with(2, 3000, 4096);
+    set(&mut j, "http://example.com/", "a=1");
+    set(&mut j, "http://example.com/", "b=1");
+    set(&mut j, "http://example.com/", "a=; Max-Age=0");
+    set(&mut j, "http://example.com/", "c=1");
+    assert_eq!(sent(&j, "http://example.com/").as_deref(), Some("b=1; c=1"));
+}
+
+// ---- the Cookie header ----
+
+#[test]
+fn longer_paths_are_sent_first() {
+    let mut j = jar();
+    set(&mut j, "http://example.com/", "root=1; Path=/");
+    set(&mut j, "http://example.com/", "deep=1; Path=/a/b");
+    set(&mut j, "http://example.com/", "mid=1; Path=/a");
+    assert_eq!(
+        sent(&j, "http://example.com/a/b/c").as_deref(),
+        Some("deep=1; mid=1; root=1")
+    );
+}
+
+#[test]
+fn equal_paths_are_sent_oldest_first() {
+    let mut j = jar();
+    for name in ["zeta", "alpha", "mu"] {
+        set(&mut j, "http://example.com/", &format!("{name}=1"));
+    }
+    set(&mut j, "http://example.com/", "zeta=2");
+    assert_eq!(
+        sent(&j, "http://example.com/").as_deref(),
+        Some("zeta=2; alpha=1; mu=1")
+    );
+}
+
+#[test]
+fn client_cookie_wins_a_name_clash_and_comes_first() {
+    let mut j = jar();
+    set(&mut j, "http://example.com/", "a=jar");
+    set(&mut j, "http://example.com/", "b=jar");
+    assert_eq!(
+        sent_with(&j, "http://example.com/", "z=mine; a=mine").as_deref(),
+        Some("z=mine; a=mine; b=jar")
+    );
+}
+
+#[test]
+fn client_header_is_unchanged_when_the_jar_has_nothing() {
+    let mut j = jar();
+    set(&mut j, "http://other.test/", "x=1");
+    let client = HeaderValue::from_static("a=1;b=2");
+    let out = j.cookie_header(&url("http://example.com/"), Some(&client));
+    assert_eq!(out, Some(client.clone()));
+    assert_eq!(
+        jar().cookie_header(&url("http://example.com/"), Some(&client)),
+        Some(client)
+    );
+}
+
+#[test]
+fn nothing_to_send_gives_none() {
+    let mut j = jar();
+    assert_eq!(sent(&j, "http://example.com/"), None);
+    set(&mut j, "http://other.test/", "x=1");
+    assert_eq!(sent(&j, "http://example.com/"), None);
+}
+
+#[test]
+fn cookie_header_is_sensitive() {
+    let mut j = jar();
+    set(&mut j, "http://example.com/", "sid=1");
+    let value = j.cookie_header(&url("http://example.com/"), None).unwrap();
+    assert!(value.is_sensitive());
+    let client = HeaderValue::from_static("c=1");
+    let merged = j
+        .cookie_header(&url("http://example.com/"), Some(&client))
+        .unwrap();
+    assert!(merged.is_sensitive());
+}
+
+#[test]
+fn debug_never_shows_cookie_values() {
+    let mut j = jar();
+    set(&mut j, "http://example.com/", "sid=hunter2");
+    let debug = format!("{j:?}");
+    assert!(!debug.contains("hunter2"), "{debug}");
+    assert!(!debug.contains("sid"), "{debug}");
+    assert!(debug.contains('1'), "the count is shown: {debug}");
+}
+
+#[test]
+fn utf8_cookie_value_is_sent_back() {
+    let mut j = jar();
+    set(&mut j, "http://example.com/", "plain=1");
+    assert_eq!(
+        set(&mut j, "http://example.com/", "name=café"),
+        SetOutcome::Stored
+    );
+    let value = j.cookie_header(&url("http://example.com/"), None).unwrap();
+    assert_eq!(value.as_bytes(), "plain=1; name=café".as_bytes());
+}
+
+#[test]
+fn client_cookie_with_non_ascii_bytes_is_kept() {
+    let mut j = jar();
+    set(&mut j, "http://example.com/", "jar=1");
+    let client = HeaderValue::from_bytes("mine=café".as_bytes()).unwrap();
+    let value = j
+        .cookie_header(&url("http://example.com/"), Some(&client))
+        .unwrap();
+    assert_eq!(value.as_bytes(), "mine=café; jar=1".as_bytes());
+}
+
+#[test]
+fn client_cookie_that_is_not_utf8_is_kept_byte_for_byte() {
+    let mut j = jar();
+    set(&mut j, "http://example.com/", "jar=1");
+    let client = HeaderValue::from_bytes(b"mine=caf\xe9").unwrap();
+    let value = j
+        .cookie_header(&url("http://example.com/"), Some(&client))
+        .unwrap();
+    assert_eq!(value.as_bytes(), b"mine=caf\xe9; jar=1");
+}
