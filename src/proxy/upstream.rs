@@ -401,3 +401,66 @@ impl hyper::rt::Write for UpstreamIo {
         Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolver(ttl: Duration) -> Resolver {
+        Resolver {
+            pins: HashMap::from([(
+                "pinned.test:80".to_string(),
+                "127.0.0.9:8000".parse().unwrap(),
+            )]),
+            cache: DashMap::new(),
+            ttl,
+        }
+    }
+
+    #[tokio::test]
+    async fn pins_and_literals_need_no_lookup() {
+        let r = resolver(Duration::from_secs(60));
+        assert_eq!(
+            &*r.resolve("pinned.test", 80).await.unwrap(),
+            ["127.0.0.9:8000".parse().unwrap()]
+        );
+        assert_eq!(
+            &*r.resolve("::1", 81).await.unwrap(),
+            ["[::1]:81".parse().unwrap()]
+        );
+        assert!(r.cache.is_empty());
+    }
+
+    #[tokio::test]
+    async fn lookups_are_cached_for_the_ttl() {
+        // "localhost" comes from the hosts file: no network involved.
+        let r = resolver(Duration::from_secs(60));
+        let first = r.resolve("localhost", 80).await.unwrap();
+        let second = r.resolve("localhost", 80).await.unwrap();
+        assert!(
+            Arc::ptr_eq(&first, &second),
+            "the second lookup did not come from the cache"
+        );
+
+        let uncached = resolver(Duration::ZERO);
+        uncached.resolve("localhost", 80).await.unwrap();
+        assert!(uncached.cache.is_empty());
+    }
+
+    #[test]
+    fn own_addresses_include_wildcard_listeners() {
+        let c = ConnectorInner {
+            resolver: Arc::new(resolver(Duration::ZERO)),
+            parent: None,
+            connect_timeout: Duration::from_secs(1),
+            own_addrs: Arc::from([
+                "0.0.0.0:8080".parse().unwrap(),
+                "127.0.0.1:9000".parse().unwrap(),
+            ]),
+        };
+        assert!(c.is_own(&"127.0.0.1:8080".parse().unwrap()));
+        assert!(c.is_own(&"127.0.0.1:9000".parse().unwrap()));
+        assert!(!c.is_own(&"127.0.0.2:9000".parse().unwrap()));
+        assert!(!c.is_own(&"127.0.0.1:8081".parse().unwrap()));
+    }
+}
