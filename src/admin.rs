@@ -6,12 +6,13 @@
 //! | `GET /readyz`   | `200 ready`: the listeners are bound before serving  |
 //!
 //! Everything else is `404`. Session, cookie and event endpoints come with the store.
+//! There is no admin token yet, so clients other than loopback get `403`.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
-use hyper::body::Incoming;
 
 use crate::proxy::Proxy;
 use crate::proxy::body::ProxyBody;
@@ -25,7 +26,14 @@ impl Admin {
         Admin { proxy }
     }
 
-    pub fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+    /// `peer` is the client's canonical address.
+    pub fn handle<B>(&self, req: Request<B>, peer: SocketAddr) -> Response<ProxyBody> {
+        if !peer.ip().is_loopback() {
+            return text(
+                StatusCode::FORBIDDEN,
+                "the admin API answers loopback clients only\n".into(),
+            );
+        }
         match (req.method(), req.uri().path()) {
             (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n".into()),
             (&Method::GET, "/readyz") => text(
@@ -45,4 +53,44 @@ fn text(status: StatusCode, body: String) -> Response<ProxyBody> {
         http::HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Config;
+    use crate::proxy::identify::Identifier;
+    use crate::proxy::upstream::Upstream;
+    use crate::session::Registry;
+
+    fn admin() -> Admin {
+        let config = Config::defaults();
+        let upstream = Arc::new(Upstream::new(&config.upstream, Vec::new()));
+        Admin::new(Arc::new(Proxy::new(Identifier {
+            registry: Registry::new(&config, upstream),
+            clients: Vec::new(),
+            require_auth: false,
+        })))
+    }
+
+    fn get(path: &str) -> Request<()> {
+        Request::get(path).body(()).unwrap()
+    }
+
+    #[test]
+    fn health_answers_loopback_and_refuses_others() {
+        let a = admin();
+        let local: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let remote: SocketAddr = "192.0.2.7:40000".parse().unwrap();
+        assert_eq!(a.handle(get("/healthz"), local).status(), StatusCode::OK);
+        assert_eq!(a.handle(get("/readyz"), local).status(), StatusCode::OK);
+        assert_eq!(
+            a.handle(get("/nope"), local).status(),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            a.handle(get("/healthz"), remote).status(),
+            StatusCode::FORBIDDEN
+        );
+    }
 }

@@ -319,7 +319,7 @@ fn validate(raw: raw::RawConfig, env: EnvLookup<'_>) -> Result<Config, ConfigErr
 /// Refuses duplicate listeners and any setup that would make an open proxy.
 fn check_listeners(config: &Config) -> Result<(), ConfigError> {
     let restricted = config.proxy.require_auth || !config.clients.is_empty();
-    let mut seen: HashMap<SocketAddr, String> = HashMap::new();
+    let mut seen: Vec<(SocketAddr, String)> = Vec::new();
     let named = config
         .proxy
         .listen
@@ -329,9 +329,15 @@ fn check_listeners(config: &Config) -> Result<(), ConfigError> {
             s.listen
                 .iter()
                 .map(move |a| (format!("sessions.{}.listen", s.name), *a))
-        }));
+        }))
+        .chain(std::iter::once((
+            "admin.listen".to_string(),
+            config.admin.listen,
+        )));
     for (key, addr) in named {
-        if !addr.ip().is_loopback() && !restricted {
+        // The admin API guards itself (it refuses non-loopback clients); listeners that
+        // proxy must not be open to everyone.
+        if key != "admin.listen" && !addr.ip().is_loopback() && !restricted {
             return Err(ConfigError::invalid(
                 key,
                 format!(
@@ -340,24 +346,23 @@ fn check_listeners(config: &Config) -> Result<(), ConfigError> {
                 ),
             ));
         }
-        if addr.port() != 0
-            && let Some(other) = seen.insert(addr, key.clone())
-        {
+        if let Some((_, other)) = seen.iter().find(|(a, _)| overlaps(*a, addr)) {
             return Err(ConfigError::invalid(
                 key,
-                format!("{addr} is already used by {other}"),
+                format!("{addr} overlaps {other}, which is bound first"),
             ));
         }
-    }
-    if config.admin.listen.port() != 0
-        && let Some(other) = seen.get(&config.admin.listen)
-    {
-        return Err(ConfigError::invalid(
-            "admin.listen",
-            format!("{} is already used by {other}", config.admin.listen),
-        ));
+        seen.push((addr, key));
     }
     Ok(())
+}
+
+/// Whether two listen addresses would fight over one port: the same address, or the same
+/// port where one side is a wildcard (0.0.0.0 or ::). Port 0 never conflicts.
+fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
 fn validate_proxy(raw: raw::RawProxy) -> Result<ProxyConfig, ConfigError> {

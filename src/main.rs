@@ -142,9 +142,17 @@ async fn wait_for_signal() {
             return;
         }
     };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
+    // SIGHUP would kill the process by default; reloading the file is not supported yet,
+    // so a reload request is logged and otherwise ignored.
+    let mut hup = signal(SignalKind::hangup()).ok();
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = tokio::signal::ctrl_c() => return,
+            Some(_) = async { hup.as_mut()?.recv().await } => {
+                tracing::warn!("SIGHUP: reloading the configuration is not supported yet; ignoring");
+            }
+        }
     }
 }
 

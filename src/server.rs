@@ -9,14 +9,19 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
 
 use http::{Request, Response};
 use hyper::body::{Body, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -129,6 +134,7 @@ impl Daemon {
             };
             accept_loops.spawn(accept_loop(
                 bound.listener,
+                config.proxy.request_head_timeout,
                 Arc::clone(&permits),
                 shutdown.subscribe(),
                 Arc::clone(&builder),
@@ -141,14 +147,15 @@ impl Daemon {
         // proxy is saturated.
         accept_loops.spawn(accept_loop(
             admin_listener,
+            config.proxy.request_head_timeout,
             Arc::new(Semaphore::new(ADMIN_MAX_CONNECTIONS)),
             shutdown.subscribe(),
             Arc::clone(&builder),
-            move |_peer| {
+            move |peer| {
                 let admin = Arc::clone(&admin_state);
                 service_fn(move |req| {
                     let admin = Arc::clone(&admin);
-                    async move { Ok::<_, Infallible>(admin.handle(req)) }
+                    async move { Ok::<_, Infallible>(admin.handle(req, peer)) }
                 })
             },
         ));
@@ -219,12 +226,22 @@ struct ClientGate {
 }
 
 impl ClientGate {
+    /// `peer` is canonical (see [`canonical`]).
     fn admits(&self, peer: SocketAddr) -> bool {
-        let ip = match peer.ip() {
-            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map(Into::into).unwrap_or(peer.ip()),
-            v4 => v4,
-        };
+        let ip = peer.ip();
         self.open || ip.is_loopback() || self.clients.iter().any(|c| c.net.contains(&ip))
+    }
+}
+
+/// An IPv4 client on a dual-stack socket shows up as `::ffff:a.b.c.d`; rules are written
+/// for `a.b.c.d`, so the address is unmapped once, at accept.
+fn canonical(peer: SocketAddr) -> SocketAddr {
+    match peer.ip() {
+        std::net::IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), peer.port()),
+            None => peer,
+        },
+        _ => peer,
     }
 }
 
@@ -256,6 +273,7 @@ fn server_builder(config: &Config) -> auto::Builder<TokioExecutor> {
 /// Accepts connections until shutdown, each under a permit of the connection limit.
 async fn accept_loop<M, S, B>(
     listener: TcpListener,
+    head_timeout: Duration,
     permits: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
     builder: Arc<auto::Builder<TokioExecutor>>,
@@ -299,11 +317,11 @@ async fn accept_loop<M, S, B>(
                 }
             }
         };
-        let service = make_service(peer);
+        let service = make_service(canonical(peer));
         let builder = Arc::clone(&builder);
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            serve(stream, &builder, service, shutdown).await;
+            serve(stream, &builder, head_timeout, service, shutdown).await;
             drop(permit);
         });
     }
@@ -312,6 +330,7 @@ async fn accept_loop<M, S, B>(
 async fn serve<S, B>(
     stream: TcpStream,
     builder: &auto::Builder<TokioExecutor>,
+    head_timeout: Duration,
     service: S,
     mut shutdown: watch::Receiver<bool>,
 ) where
@@ -324,6 +343,12 @@ async fn serve<S, B>(
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let _ = stream.set_nodelay(true);
+    // hyper-util's protocol sniffing has no timeout of its own: read the first bytes here,
+    // under the head timeout, so a client that connects and says nothing cannot hold a
+    // connection slot forever. hyper then reads them again from the prefix.
+    let Some(stream) = read_preface(stream, head_timeout).await else {
+        return;
+    };
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(conn);
     // `wait_for` yields a borrow of the channel value; `.is_ok()` drops it at once so
@@ -341,6 +366,82 @@ async fn serve<S, B>(
     };
     if let Err(e) = result {
         tracing::debug!(error = %e, "client connection ended with an error");
+    }
+}
+
+/// The HTTP/2 connection preface (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Reads until the protocol is decided: the whole h2 preface, or a byte that rules it
+/// out. `None` if the client closes, errs or stays silent past `timeout`.
+async fn read_preface(mut stream: TcpStream, timeout: Duration) -> Option<Prefixed> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut prefix = BytesMut::with_capacity(H2_PREFACE.len());
+    while prefix.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(&prefix) {
+        match tokio::time::timeout_at(deadline, stream.read_buf(&mut prefix)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            Ok(Ok(_)) | Ok(Err(_)) => return None,
+            Err(_) => {
+                tracing::debug!("client sent no request within proxy.request_head_timeout");
+                return None;
+            }
+        }
+    }
+    Some(Prefixed {
+        prefix: prefix.freeze(),
+        stream,
+    })
+}
+
+/// A stream whose first bytes were already read: they are served again before the rest.
+struct Prefixed {
+    prefix: Bytes,
+    stream: TcpStream,
+}
+
+impl AsyncRead for Prefixed {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            let head = self.prefix.split_to(n);
+            buf.put_slice(&head);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Prefixed {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 
@@ -370,7 +471,7 @@ mod tests {
         let g = gate(false, &["10.0.0.0/24"]);
         assert!(g.admits(peer("10.0.0.7:5000")));
         assert!(
-            g.admits(peer("[::ffff:10.0.0.7]:5000")),
+            g.admits(canonical(peer("[::ffff:10.0.0.7]:5000"))),
             "IPv4-mapped peers match IPv4 rules"
         );
         assert!(g.admits(peer("127.0.0.1:5000")));

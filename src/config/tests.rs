@@ -1096,3 +1096,25 @@ fn missing_file_is_a_read_error_naming_the_path() {
     assert!(matches!(e, ConfigError::Read { .. }), "{e:?}");
     assert!(e.to_string().contains(&path.display().to_string()), "{e}");
 }
+
+#[test]
+fn a_wildcard_listener_overlaps_every_address_on_its_port() {
+    let (key, reason) = refusal(load(
+        "[proxy]\nrequire_auth = true\nlisten = [\"127.0.0.1:9000\", \"0.0.0.0:9000\"]",
+    ));
+    assert_eq!(key, "proxy.listen");
+    assert!(reason.contains("overlaps"), "{reason}");
+    assert_eq!(
+        err_key(
+            "[proxy]\nrequire_auth = true\nlisten = \"0.0.0.0:9000\"\n[admin]\nlisten = \"127.0.0.1:9000\""
+        ),
+        "admin.listen"
+    );
+    ok("[proxy]\nrequire_auth = true\nlisten = [\"127.0.0.1:9000\", \"0.0.0.0:9001\"]");
+}
+
+#[test]
+fn admin_may_listen_beyond_loopback() {
+    // The admin API refuses non-loopback clients itself; the open-proxy rule is for proxies.
+    ok("[admin]\nlisten = \"0.0.0.0:9002\"");
+}

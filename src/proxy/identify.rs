@@ -88,11 +88,6 @@ impl Identifier {
     }
 
     fn client_rule(&self, ip: IpAddr) -> Option<&ClientRule> {
-        // An IPv4 client on a dual-stack socket shows up as ::ffff:a.b.c.d.
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-            v4 => v4,
-        };
         self.clients.iter().find(|r| r.net.contains(&ip))
     }
 }

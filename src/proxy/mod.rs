@@ -34,6 +34,7 @@ use crate::session::Session;
 /// Where a request came from: fixed for the life of a client connection.
 #[derive(Debug, Clone)]
 pub struct ConnInfo {
+    /// The client's address, IPv4-mapped IPv6 already unmapped.
     pub peer: SocketAddr,
     /// Set when the connection arrived on a session's own listener.
     pub listener_session: Option<Arc<str>>,
@@ -138,8 +139,17 @@ fn target_url(req: &Request<Incoming>) -> Result<Url, ProxyError> {
             ));
         }
     }
+    let authority = uri.authority().map(|a| a.as_str()).unwrap_or_default();
     if uri.host().is_none_or(str::is_empty) {
         return Err(ProxyError::BadRequest("the target URL has no host".into()));
+    }
+    // RFC 9110 §4.2.4: user info in an http URI is to be treated as an error. It would
+    // also carry a password into places (error bodies, logs) where secrets never go, so
+    // the message does not quote it.
+    if authority.contains('@') {
+        return Err(ProxyError::BadRequest(
+            "the target URL carries user:password@; send credentials in headers instead".into(),
+        ));
     }
     Url::parse(&uri.to_string())
         .map_err(|e| ProxyError::BadRequest(format!("the target URL is not valid: {e}")))

@@ -82,7 +82,8 @@ impl Drop for ExchangeLog {
             url = %RedactedUri(&self.uri),
             status = self.status,
             bytes = self.bytes,
-            duration_ms = %format_args!("{:.3}", self.started.elapsed().as_secs_f64() * 1000.0),
+            // Whole microseconds over 1000 print as short decimals (2.521, not 2.52100000003).
+            duration_ms = self.started.elapsed().as_micros() as f64 / 1000.0,
             outcome = self.outcome,
         );
     }

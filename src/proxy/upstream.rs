@@ -135,8 +135,13 @@ impl UpstreamClient {
     }
 }
 
+/// `host[:port]` for messages: never the user info an authority may carry.
 fn authority_of(uri: &Uri) -> String {
-    uri.authority().map(|a| a.to_string()).unwrap_or_default()
+    match (uri.host(), uri.port_u16()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_string(),
+        (None, _) => String::new(),
+    }
 }
 
 /// Maps a client error to what the user is told: our own connect errors come back as the
@@ -289,8 +294,8 @@ impl ConnectorInner {
 
 fn target_of(uri: &Uri) -> Result<(String, u16), ConnectError> {
     let host = uri.host().ok_or_else(|| ConnectError::Other {
-        target: uri.to_string(),
-        reason: "no host".into(),
+        target: String::new(),
+        reason: "the URL has no host".into(),
     })?;
     let host = host
         .strip_prefix('[')

@@ -64,7 +64,15 @@ fn write_key(buf: &mut String, domain: &str, path: &str, name: &str) {
 }
 
 fn cookie_key(c: &cookie_store::Cookie<'_>) -> String {
-    key(&String::from(&c.domain), c.path.as_ref(), c.name())
+    key(domain_of(c), c.path.as_ref(), c.name())
+}
+
+/// The domain a cookie is stored under, borrowed (`String::from` would allocate).
+fn domain_of<'a>(c: &'a cookie_store::Cookie<'_>) -> &'a str {
+    match &c.domain {
+        cookie_store::CookieDomain::HostOnly(d) | cookie_store::CookieDomain::Suffix(d) => d,
+        cookie_store::CookieDomain::Empty | cookie_store::CookieDomain::NotPresent => "",
+    }
 }
 
 impl Jar {
@@ -157,12 +165,7 @@ impl Jar {
             .drain(..)
             .map(|c| {
                 buf.clear();
-                write_key(
-                    &mut buf,
-                    &String::from(&c.domain),
-                    c.path.as_ref(),
-                    c.name(),
-                );
+                write_key(&mut buf, domain_of(c), c.path.as_ref(), c.name());
                 let seq = self.created.get(buf.as_str()).copied().unwrap_or(u64::MAX);
                 (c.path.as_ref().len(), seq, c)
             })
@@ -212,13 +215,13 @@ impl Jar {
     /// Whether a non-Secure cookie from plain http would shadow a stored Secure cookie of
     /// the same name (RFC 6265bis §5.7 step 15, "leave secure cookies alone").
     fn shadows_secure(&self, new: &cookie_store::Cookie<'_>) -> bool {
-        let new_domain = String::from(&new.domain);
+        let new_domain = domain_of(new);
         self.store.iter_unexpired().any(|old| {
             if old.name() != new.name() || !old.secure().unwrap_or(false) {
                 return false;
             }
-            let old_domain = String::from(&old.domain);
-            (domain_match(&new_domain, &old_domain) || domain_match(&old_domain, &new_domain))
+            let old_domain = domain_of(old);
+            (domain_match(new_domain, old_domain) || domain_match(old_domain, new_domain))
                 && path_match(new.path.as_ref(), old.path.as_ref())
         })
     }

@@ -105,3 +105,36 @@ async fn graceful_shutdown_finishes_in_flight_exchanges() {
         "still accepting after shutdown"
     );
 }
+
+/// A client that connects and never sends a byte does not keep its slot.
+#[tokio::test]
+async fn a_silent_connection_is_closed_after_the_head_timeout() {
+    let proxy = start("[proxy]\nrequest_head_timeout = \"200ms\"\n").await;
+    let mut stream = TcpStream::connect(proxy.proxy_addr()).await.unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the silent connection is still open");
+    assert!(buf.is_empty());
+}
+
+/// HTTP/2 with prior knowledge (h2c) is served too, through the same pipeline.
+#[tokio::test]
+async fn h2c_clients_are_served() {
+    let origin = Origin::start().await;
+    let proxy = start("").await;
+    let stream = TcpStream::connect(proxy.proxy_addr()).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = get(&origin.url("/cookies/set/h2/yes"))
+        .body(Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 302);
+    let again = send(proxy.proxy_addr(), get(&origin.url("/cookies"))).await;
+    assert_eq!(again.cookies()["h2"], "yes");
+}

@@ -259,3 +259,15 @@ async fn non_forward_proxy_requests_are_clear_errors() {
     .await;
     assert_eq!(connect.status, 501);
 }
+
+/// User info in the target is refused, and the password never appears in the answer.
+#[tokio::test]
+async fn user_info_in_the_target_is_refused_without_echoing_it() {
+    let origin = Origin::start().await;
+    let proxy = start("").await;
+    let url = format!("http://user:hunter2@{}/echo", origin.addr);
+    let r = send(proxy.proxy_addr(), get(&url)).await;
+    assert_eq!(r.status, 400);
+    assert!(!r.text().contains("hunter2"), "{}", r.text());
+    assert_eq!(origin.connections(), 0);
+}

@@ -1,0 +1,413 @@
+//! The real `sessiond` binary, driven as a user or a service manager would: exit codes,
+//! what it prints, that a bad file stops it before any port is bound, JSON logs, and a
+//! graceful stop on SIGTERM.
+//!
+//! Nothing here sleeps to synchronise: the tests wait on exit statuses and log lines, each
+//! with a deadline, and a daemon left running by a failed assertion is killed by its guard.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// EX_USAGE: the exit code for a configuration that cannot be used.
+const EXIT_CONFIG: i32 = 64;
+
+/// Long enough for a loaded CI machine; a healthy run takes milliseconds.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn sessiond() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sessiond"));
+    // The tests read `info` lines; a RUST_LOG in the caller's environment must not hide
+    // them.
+    cmd.env("RUST_LOG", "info").stdin(Stdio::null());
+    cmd
+}
+
+fn example_config() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("config/sessiond.toml")
+}
+
+/// A configuration file in the temp directory, removed when dropped.
+struct TempConfig(PathBuf);
+
+impl TempConfig {
+    fn new(toml: &str) -> TempConfig {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "sessiond-cli-{}-{}.toml",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::write(&path, toml).expect("write a temp config");
+        TempConfig(path)
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempConfig {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Runs a command that is expected to exit on its own, within [`DEADLINE`]. A command
+/// that keeps running (say, a daemon that started when it should have refused) is killed
+/// and the test fails.
+fn run_to_exit(cmd: &mut Command) -> Output {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start sessiond");
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(DEADLINE) {
+        Ok(output) => output.expect("wait for sessiond"),
+        Err(_) => {
+            signal(pid, "KILL");
+            panic!("sessiond was still running after {DEADLINE:?}; it should have exited");
+        }
+    }
+}
+
+fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{name} {pid} failed");
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn check_accepts_the_example_config() {
+    let output = run_to_exit(sessiond().arg("check").arg("-c").arg(example_config()));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "status {:?}\nstdout: {stdout}\nstderr: {}",
+        output.status,
+        stderr(&output)
+    );
+    assert!(stdout.contains(": ok"), "stdout: {stdout}");
+}
+
+#[test]
+fn check_names_an_unknown_key_and_exits_64() {
+    let config = TempConfig::new("[proxy]\nlistn = \"127.0.0.1:8080\"\n");
+    let output = run_to_exit(sessiond().arg("check").arg("-c").arg(config.path()));
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(EXIT_CONFIG), "stderr: {err}");
+    assert!(err.contains("proxy.listn"), "stderr: {err}");
+}
+
+#[test]
+fn check_of_a_missing_file_exits_64() {
+    let missing = std::env::temp_dir().join(format!(
+        "sessiond-cli-{}-does-not-exist.toml",
+        std::process::id()
+    ));
+    let output = run_to_exit(sessiond().arg("check").arg("-c").arg(&missing));
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(EXIT_CONFIG), "stderr: {err}");
+    assert!(err.contains("cannot read"), "stderr: {err}");
+}
+
+/// The port in the bad file is held by the test while the daemon runs. Had the daemon
+/// tried to bind before validating, it would fail on the port ("cannot listen", exit 1);
+/// exiting 64 with the key's name shows validation came first.
+#[test]
+fn run_with_a_bad_config_exits_64_before_binding() {
+    let held = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let port = held.local_addr().expect("local addr").port();
+    let config = TempConfig::new(&format!(
+        "[proxy]\nlisten = \"127.0.0.1:{port}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n\
+         [upstream]\ntimout = \"5s\"\n"
+    ));
+    let output = run_to_exit(sessiond().arg("run").arg("-c").arg(config.path()));
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(EXIT_CONFIG), "stderr: {err}");
+    assert!(err.contains("upstream.timout"), "stderr: {err}");
+    assert!(!err.contains("cannot listen"), "it tried to bind: {err}");
+    assert!(!err.contains("listening"), "it started: {err}");
+    drop(held);
+}
+
+/// The counterpart of the test above: the same held port with a valid file does reach
+/// the bind, and fails there, with a different exit code.
+#[test]
+fn run_on_a_taken_port_fails_at_bind_not_as_a_config_error() {
+    let held = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let port = held.local_addr().expect("local addr").port();
+    let config = TempConfig::new(&format!(
+        "[proxy]\nlisten = \"127.0.0.1:{port}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n"
+    ));
+    let output = run_to_exit(sessiond().arg("run").arg("-c").arg(config.path()));
+    let err = stderr(&output);
+    assert!(!output.status.success(), "stderr: {err}");
+    assert_ne!(output.status.code(), Some(EXIT_CONFIG), "stderr: {err}");
+    assert!(err.contains("proxy.listen"), "stderr: {err}");
+    drop(held);
+}
+
+#[test]
+fn run_refuses_an_open_proxy() {
+    let config =
+        TempConfig::new("[proxy]\nlisten = \"0.0.0.0:0\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n");
+    let output = run_to_exit(sessiond().arg("run").arg("-c").arg(config.path()));
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(EXIT_CONFIG), "stderr: {err}");
+    assert!(err.contains("proxy.listen"), "stderr: {err}");
+    assert!(
+        err.contains("require_auth"),
+        "the message should say the way out: {err}"
+    );
+}
+
+#[test]
+fn a_non_loopback_listener_is_accepted_with_require_auth_or_clients() {
+    for restriction in [
+        "[proxy]\nrequire_auth = true\nlisten = \"0.0.0.0:0\"\n",
+        "[proxy]\nlisten = \"0.0.0.0:0\"\n\n[[clients]]\naddr = \"10.0.0.0/24\"\nsession = \"ci\"\n",
+    ] {
+        let config = TempConfig::new(restriction);
+        let output = run_to_exit(sessiond().arg("check").arg("-c").arg(config.path()));
+        assert!(
+            output.status.success(),
+            "{restriction}\nstderr: {}",
+            stderr(&output)
+        );
+    }
+}
+
+#[test]
+fn config_errors_never_print_the_secret() {
+    // A control character makes the token unusable in a header; the message must say so
+    // without quoting it.
+    let config = TempConfig::new(
+        "[sessions.api]\n\n[[sessions.api.auth]]\nscheme = \"bearer\"\n\
+         token = \"hunter2\\u0001\"\nhosts = [\"api.example.com\"]\n",
+    );
+    let output = run_to_exit(sessiond().arg("check").arg("-c").arg(config.path()));
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(EXIT_CONFIG), "stderr: {err}");
+    assert!(err.contains("sessions.api.auth[0]"), "stderr: {err}");
+    assert!(!err.contains("hunter2"), "the secret leaked: {err}");
+
+    let config =
+        TempConfig::new("[upstream]\nupstream_proxy = \"https://u:hunter2@parent:3128\"\n");
+    let output = run_to_exit(sessiond().arg("check").arg("-c").arg(config.path()));
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(EXIT_CONFIG), "stderr: {err}");
+    assert!(err.contains("upstream.upstream_proxy"), "stderr: {err}");
+    assert!(!err.contains("hunter2"), "the password leaked: {err}");
+}
+
+#[test]
+fn env_secrets_are_read_at_load_time() {
+    let var = format!("SESSIOND_CLI_TEST_TOKEN_{}", std::process::id());
+    let config = TempConfig::new(&format!(
+        "[sessions.api]\n\n[[sessions.api.auth]]\nscheme = \"bearer\"\n\
+         token_env = \"{var}\"\nhosts = [\"api.example.com\"]\n"
+    ));
+
+    let output = run_to_exit(
+        sessiond()
+            .env_remove(&var)
+            .arg("check")
+            .arg("-c")
+            .arg(config.path()),
+    );
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(EXIT_CONFIG), "stderr: {err}");
+    assert!(
+        err.contains("sessions.api.auth[0].token_env"),
+        "stderr: {err}"
+    );
+    assert!(
+        err.contains(&var),
+        "the message should name the variable: {err}"
+    );
+
+    let output = run_to_exit(
+        sessiond()
+            .env(&var, "hunter2")
+            .arg("check")
+            .arg("-c")
+            .arg(config.path()),
+    );
+    assert!(output.status.success(), "stderr: {}", stderr(&output));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        stderr(&output)
+    );
+    assert!(!all.contains("hunter2"), "the secret leaked: {all}");
+}
+
+/// A daemon started by a test; killed on drop unless it has already exited.
+struct Daemon {
+    child: Option<Child>,
+    pid: u32,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Daemon {
+    fn start(config: &TempConfig, args: &[&str]) -> Daemon {
+        let mut child = sessiond()
+            .args(args)
+            .arg("run")
+            .arg("-c")
+            .arg(config.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start sessiond");
+        let pid = child.id();
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Daemon {
+            child: Some(child),
+            pid,
+            lines,
+        }
+    }
+
+    /// The next log line that satisfies `want`, within [`DEADLINE`]; panics with every
+    /// line seen otherwise.
+    fn wait_for_line(&self, what: &str, want: impl Fn(&str) -> bool) -> String {
+        let until = Instant::now() + DEADLINE;
+        let mut seen = Vec::new();
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if want(&line) => return line,
+                Ok(line) => seen.push(line),
+                Err(e) => panic!("no log line {what} ({e:?}); saw:\n{}", seen.join("\n")),
+            }
+        }
+    }
+
+    /// Waits for the process to exit, within [`DEADLINE`].
+    fn wait(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("not waited for yet");
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        match rx.recv_timeout(DEADLINE) {
+            Ok(status) => status.expect("wait for sessiond"),
+            Err(_) => {
+                signal(self.pid, "KILL");
+                panic!("sessiond did not exit within {DEADLINE:?}");
+            }
+        }
+    }
+
+    /// Every line logged after the ones already read, up to the end of the output.
+    fn remaining_lines(&self) -> Vec<String> {
+        let until = Instant::now() + DEADLINE;
+        let mut lines = Vec::new();
+        while let Ok(line) = self
+            .lines
+            .recv_timeout(until.saturating_duration_since(Instant::now()))
+        {
+            lines.push(line);
+        }
+        lines
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take()
+            && let Ok(None) = child.try_wait()
+        {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(self.pid.to_string())
+                .status();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn json(line: &str) -> serde_json::Value {
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"))
+}
+
+fn logged_addr(line: &serde_json::Value) -> SocketAddr {
+    line["addr"]
+        .as_str()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no addr in {line}"))
+}
+
+fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connect to the admin API");
+    stream
+        .set_read_timeout(Some(DEADLINE))
+        .expect("set a read timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send a request");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .expect("read the response");
+    response
+}
+
+#[test]
+fn json_logs_then_a_graceful_stop_on_sigterm() {
+    let config =
+        TempConfig::new("[proxy]\nlisten = \"127.0.0.1:0\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n");
+    let mut daemon = Daemon::start(&config, &["--log-format", "json"]);
+
+    let proxy =
+        json(&daemon.wait_for_line("\"proxy listening\"", |l| l.contains("proxy listening")));
+    assert_eq!(proxy["message"], "proxy listening", "{proxy}");
+    assert_eq!(proxy["level"], "INFO", "{proxy}");
+    assert_ne!(logged_addr(&proxy).port(), 0, "{proxy}");
+
+    let admin = json(&daemon.wait_for_line("\"admin API listening\"", |l| {
+        l.contains("admin API listening")
+    }));
+    let health = http_get(logged_addr(&admin), "/healthz");
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+
+    signal(daemon.pid, "TERM");
+    let status = daemon.wait();
+    assert_eq!(status.code(), Some(0), "a SIGTERM stop is a clean exit");
+    let rest = daemon.remaining_lines();
+    assert!(
+        rest.iter().any(|l| json(l)["message"] == "stopped"),
+        "no \"stopped\" line after SIGTERM:\n{}",
+        rest.join("\n")
+    );
+}
