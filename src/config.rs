@@ -232,8 +232,10 @@ type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 fn validate(raw: raw::RawConfig, env: EnvLookup<'_>) -> Result<Config, ConfigError> {
     let proxy = validate_proxy(raw.proxy)?;
     let admin = AdminConfig {
-        listen: parse_addr("admin.listen", raw.admin.listen.as_deref())?
-            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8081))),
+        listen: match raw.admin.listen.as_deref() {
+            Some(s) => parse_addr("admin.listen", s)?,
+            None => SocketAddr::from(([127, 0, 0, 1], 8081)),
+        },
     };
     let (upstream, global_timeouts, global_proxy) = validate_upstream(raw.upstream)?;
     let defaults = SessionDefaults {
@@ -722,24 +724,19 @@ fn nonzero(key: &str, v: Option<Duration>, default: Duration) -> Result<Duration
     }
 }
 
-fn parse_addr(key: &str, v: Option<&str>) -> Result<Option<SocketAddr>, ConfigError> {
-    v.map(|s| {
-        s.parse().map_err(|_| {
-            ConfigError::invalid(
-                key,
-                format!("{s:?} is not an ip:port address (e.g. \"127.0.0.1:8080\")"),
-            )
-        })
+fn parse_addr(key: &str, s: &str) -> Result<SocketAddr, ConfigError> {
+    s.parse().map_err(|_| {
+        ConfigError::invalid(
+            key,
+            format!("{s:?} is not an ip:port address (e.g. \"127.0.0.1:8080\")"),
+        )
     })
-    .transpose()
 }
 
 fn parse_addrs(key: &str, list: Vec<String>) -> Result<Vec<SocketAddr>, ConfigError> {
     list.iter()
         .enumerate()
-        .map(|(i, s)| {
-            parse_addr(&format!("{key}[{i}]"), Some(s)).map(|a| a.expect("Some in, Some out"))
-        })
+        .map(|(i, s)| parse_addr(&format!("{key}[{i}]"), s))
         .collect()
 }
 

@@ -45,6 +45,8 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot read a bound listener's address: {0}")]
+    LocalAddr(std::io::Error),
 }
 
 /// A running daemon: its bound addresses and the handle to stop it.
@@ -86,9 +88,11 @@ impl Daemon {
         }
         let admin_listener = bind("admin.listen", config.admin.listen).await?;
 
-        let local = |l: &TcpListener| l.local_addr().expect("a bound listener has an address");
-        let mut own: Vec<SocketAddr> = proxy_listeners.iter().map(|b| local(&b.listener)).collect();
-        let admin_addr = local(&admin_listener);
+        let mut own = Vec::with_capacity(proxy_listeners.len() + 1);
+        for b in &proxy_listeners {
+            own.push(local_addr(&b.listener)?);
+        }
+        let admin_addr = local_addr(&admin_listener)?;
         own.push(admin_addr);
 
         let upstream = Arc::new(Upstream::new(&config.upstream, own));
@@ -108,7 +112,7 @@ impl Daemon {
         let mut proxy_addrs = Vec::new();
         let mut session_addrs = Vec::new();
         for bound in proxy_listeners {
-            let addr = local(&bound.listener);
+            let addr = local_addr(&bound.listener)?;
             match &bound.session {
                 Some(name) => session_addrs.push((name.to_string(), addr)),
                 None => proxy_addrs.push(addr),
@@ -175,6 +179,7 @@ impl Daemon {
 
     /// The first proxy listener's address.
     pub fn proxy_addr(&self) -> SocketAddr {
+        // Validation refuses an empty proxy.listen, and every entry was bound.
         self.proxy_addrs[0]
     }
 
@@ -243,6 +248,10 @@ fn canonical(peer: SocketAddr) -> SocketAddr {
         },
         _ => peer,
     }
+}
+
+fn local_addr(listener: &TcpListener) -> Result<SocketAddr, StartError> {
+    listener.local_addr().map_err(StartError::LocalAddr)
 }
 
 async fn bind(key: &str, addr: SocketAddr) -> Result<TcpListener, StartError> {
