@@ -5,7 +5,6 @@
 //! `require_auth` needs the selected session's secret on every request.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use base64::Engine as _;
 use http::{HeaderMap, header};
@@ -14,7 +13,7 @@ use super::ConnInfo;
 use super::rewrite::X_SESSION;
 use crate::config::ClientRule;
 use crate::error::ProxyError;
-use crate::session::{Registry, RegistryError, Session};
+use crate::session::{ExchangeGuard, Registry, RegistryError};
 
 /// What identification needs besides the request.
 pub struct Identifier {
@@ -34,7 +33,7 @@ impl Identifier {
         &self,
         headers: &HeaderMap,
         conn: &ConnInfo,
-    ) -> Result<Arc<Session>, ProxyError> {
+    ) -> Result<ExchangeGuard, ProxyError> {
         if !conn.client_allowed {
             return Err(ProxyError::ClientForbidden(conn.peer.ip()));
         }
@@ -52,21 +51,22 @@ impl Identifier {
             .unwrap_or("default");
 
         let password = creds.as_ref().map(|c| c.password.as_str());
-        let session = match self.registry.get(name) {
-            Some(s) => s,
+        let guard = match self.registry.enter(name) {
+            Some(g) => g,
             // Under require_auth a new session could never authenticate (it has no
             // secret), so refuse before creating anything.
             None if self.require_auth => return Err(auth_required()),
-            None => self.registry.get_or_create(name).map_err(|e| match e {
+            None => self.registry.enter_or_create(name).map_err(|e| match e {
                 RegistryError::InvalidName => ProxyError::BadRequest(format!(
                     "invalid session name {:?}: use 1-64 characters of A-Z a-z 0-9 . _ -",
                     truncate(name)
                 )),
-                RegistryError::Unknown => {
-                    ProxyError::ProxyAuthRequired("unknown session (proxy.dynamic_sessions is off)")
-                }
+                RegistryError::Unknown => ProxyError::ProxyAuthRequired(
+                    "unknown session (proxy.dynamic_sessions is off)",
+                ),
             })?,
         };
+        let session = guard.session();
 
         let secret_ok = session
             .secret()
@@ -84,7 +84,7 @@ impl Identifier {
                 return Err(auth_required());
             }
         }
-        Ok(session)
+        Ok(guard)
     }
 
     fn client_rule(&self, ip: IpAddr) -> Option<&ClientRule> {

@@ -82,8 +82,9 @@ impl Proxy {
         conn: &ConnInfo,
         log: &mut ExchangeLog,
     ) -> Result<(http::response::Parts, Incoming, Duration), ProxyError> {
-        let session = self.identifier.identify(req.headers(), conn)?;
-        log.set_session(session.begin_exchange());
+        let guard = self.identifier.identify(req.headers(), conn)?;
+        let session = Arc::clone(guard.session());
+        log.set_session(guard);
         let url = target_url(&req)?;
         check_hosts(&session, &url)?;
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use dashmap::DashMap;
 
 use super::name::valid_session_name;
-use super::{Origin, Session};
+use super::{ExchangeGuard, Origin, Session};
 use crate::config::{Config, CookieLimits, SessionSettings};
 use crate::proxy::upstream::Upstream;
 
@@ -66,10 +66,17 @@ impl Registry {
         self.sessions.get(name).map(|s| Arc::clone(s.value()))
     }
 
-    /// Finds a session by name, making it from the template if allowed.
-    pub fn get_or_create(&self, name: &str) -> Result<Arc<Session>, RegistryError> {
-        if let Some(s) = self.get(name) {
-            return Ok(s);
+    /// Finds a session and starts an exchange on it. The session is marked busy while the
+    /// map's shard guard is held, so eviction (which re-checks idleness under the shard's
+    /// write lock) can never remove a session between lookup and use.
+    pub fn enter(&self, name: &str) -> Option<ExchangeGuard> {
+        self.sessions.get(name).map(|s| s.value().begin_exchange())
+    }
+
+    /// As [`enter`](Self::enter), making the session from the template if allowed.
+    pub fn enter_or_create(&self, name: &str) -> Result<ExchangeGuard, RegistryError> {
+        if let Some(guard) = self.enter(name) {
+            return Ok(guard);
         }
         if !valid_session_name(name) {
             return Err(RegistryError::InvalidName);
@@ -82,14 +89,13 @@ impl Registry {
         }
         // Two requests may race to create the same name; the entry API makes one win and
         // both use it. The guard is held only for this synchronous insert.
-        let session = self
+        let guard = self
             .sessions
             .entry(Arc::from(name))
             .or_insert_with(|| Arc::new(self.new_from_template(name, Origin::Dynamic)))
             .value()
-            .clone();
-        tracing::debug!(session = name, "session created from template");
-        Ok(session)
+            .begin_exchange();
+        Ok(guard)
     }
 
     pub fn len(&self) -> usize {
