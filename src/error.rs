@@ -35,6 +35,8 @@ pub enum ProxyError {
     ConnectTimeout { target: String, after: Duration },
     #[error("connection to {target} failed: {reason}")]
     ConnectFailed { target: String, reason: String },
+    #[error("the client sent nothing inside its request body for {}", humantime::format_duration(*.0))]
+    UploadTimeout(Duration),
     #[error("{target} sent no response within {}", humantime::format_duration(*.after))]
     ResponseTimeout { target: String, after: Duration },
     #[error("{target}: {reason}")]
@@ -49,6 +51,7 @@ impl ProxyError {
             ProxyAuthRequired(_) => StatusCode::PROXY_AUTHENTICATION_REQUIRED,
             ClientForbidden(_) | HostDenied { .. } => StatusCode::FORBIDDEN,
             Loop(_) => StatusCode::LOOP_DETECTED,
+            UploadTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             Dns { .. } | ConnectRefused(_) | ConnectFailed { .. } | BadGateway { .. } => {
                 StatusCode::BAD_GATEWAY
@@ -57,19 +60,23 @@ impl ProxyError {
         }
     }
 
-    /// The RFC 9209 error type.
+    /// The `Proxy-Status` header (RFC 9209): this proxy's name and the error type.
     fn proxy_status(&self) -> &'static str {
         use ProxyError::*;
         match self {
-            BadRequest(_) | NotImplemented(_) => "http_request_error",
-            ProxyAuthRequired(_) | ClientForbidden(_) | HostDenied { .. } => "http_request_denied",
-            Loop(_) => "proxy_loop_detected",
-            Dns { .. } => "dns_error",
-            ConnectRefused(_) => "connection_refused",
-            ConnectTimeout { .. } => "connection_timeout",
-            ConnectFailed { .. } => "destination_unavailable",
-            ResponseTimeout { .. } => "http_response_timeout",
-            BadGateway { .. } => "http_protocol_error",
+            BadRequest(_) | NotImplemented(_) | UploadTimeout(_) => {
+                "sessiond; error=http_request_error"
+            }
+            ProxyAuthRequired(_) | ClientForbidden(_) | HostDenied { .. } => {
+                "sessiond; error=http_request_denied"
+            }
+            Loop(_) => "sessiond; error=proxy_loop_detected",
+            Dns { .. } => "sessiond; error=dns_error",
+            ConnectRefused(_) => "sessiond; error=connection_refused",
+            ConnectTimeout { .. } => "sessiond; error=connection_timeout",
+            ConnectFailed { .. } => "sessiond; error=destination_unavailable",
+            ResponseTimeout { .. } => "sessiond; error=http_response_timeout",
+            BadGateway { .. } => "sessiond; error=http_protocol_error",
         }
     }
 
@@ -83,9 +90,10 @@ impl ProxyError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; charset=utf-8"),
         );
-        if let Ok(v) = HeaderValue::from_str(&format!("sessiond; error={}", self.proxy_status())) {
-            headers.insert("proxy-status", v);
-        }
+        headers.insert(
+            "proxy-status",
+            HeaderValue::from_static(self.proxy_status()),
+        );
         if matches!(self, ProxyError::ProxyAuthRequired(_)) {
             headers.insert(
                 header::PROXY_AUTHENTICATE,

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
+use tokio::sync::oneshot;
 use tokio::time::{Instant, Sleep};
 
 use super::record::ExchangeLog;
@@ -62,20 +63,61 @@ impl Body for ProxyBody {
     }
 }
 
-/// The read timeout fired: the origin went silent inside a body.
+/// The longest allowed silence inside a body, in either direction.
+///
+/// The timer is created on the first wait and re-armed lazily: a frame only records the
+/// time, and the timer moves when it fires early, so the hot path (data flowing) never
+/// touches the timer wheel, and a body that never waits never allocates one.
+struct GapTimer {
+    limit: Duration,
+    last_frame: Instant,
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl GapTimer {
+    fn new(limit: Duration) -> GapTimer {
+        GapTimer {
+            limit,
+            last_frame: Instant::now(),
+            timer: None,
+        }
+    }
+
+    fn frame(&mut self) {
+        self.last_frame = Instant::now();
+    }
+
+    /// Ready once the body has been silent for longer than the limit.
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let due = self.last_frame + self.limit;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+        loop {
+            ready!(timer.as_mut().poll(cx));
+            let due = self.last_frame + self.limit;
+            if due <= Instant::now() {
+                return Poll::Ready(());
+            }
+            timer.as_mut().reset(due);
+        }
+    }
+}
+
+/// The origin went silent inside a response body.
 #[derive(Debug, thiserror::Error)]
 #[error("upstream sent nothing for {}", humantime::format_duration(*.0))]
 pub struct ReadTimeout(pub Duration);
 
+/// The client went silent inside a request body.
+#[derive(Debug, thiserror::Error)]
+#[error("the client sent nothing for {}", humantime::format_duration(*.0))]
+pub struct UploadTimeout(pub Duration);
+
 /// An upstream body on its way to the client.
 pub struct Tracked {
     inner: Incoming,
-    read_timeout: Duration,
-    /// Armed for `read_timeout` after the last frame. It is re-armed lazily: a frame only
-    /// records the time, and the timer moves when it fires early, so the hot path never
-    /// touches the timer wheel.
-    timer: Pin<Box<Sleep>>,
-    last_frame: Instant,
+    gap: GapTimer,
     log: ExchangeLog,
 }
 
@@ -85,12 +127,9 @@ impl Tracked {
         if inner.is_end_stream() {
             log.set_outcome("complete");
         }
-        let now = Instant::now();
         Tracked {
             inner,
-            read_timeout,
-            timer: Box::pin(tokio::time::sleep_until(now + read_timeout)),
-            last_frame: now,
+            gap: GapTimer::new(read_timeout),
             log,
         }
     }
@@ -105,7 +144,7 @@ impl Tracked {
                 if let Some(data) = frame.data_ref() {
                     this.log.add_bytes(data.len());
                 }
-                this.last_frame = Instant::now();
+                this.gap.frame();
                 // hyper stops polling once a length-delimited body is complete, so the
                 // end is noticed here rather than waiting for a `None` that never comes.
                 if this.inner.is_end_stream() {
@@ -121,15 +160,83 @@ impl Tracked {
                 this.log.set_outcome("complete");
                 Poll::Ready(None)
             }
-            Poll::Pending => loop {
-                ready!(this.timer.as_mut().poll(cx));
-                let due = this.last_frame + this.read_timeout;
-                if due <= Instant::now() {
-                    this.log.set_outcome("read timeout");
-                    return Poll::Ready(Some(Err(ReadTimeout(this.read_timeout).into())));
-                }
-                this.timer.as_mut().reset(due);
-            },
+            Poll::Pending => {
+                ready!(this.gap.poll_expired(cx));
+                this.log.set_outcome("read timeout");
+                Poll::Ready(Some(Err(ReadTimeout(this.gap.limit).into())))
+            }
         }
+    }
+}
+
+/// A client's request body on its way upstream: streamed frame by frame, with the
+/// session's `read_timeout` as the longest silence, and a signal once it has all been
+/// sent (the response timeout starts then, so a long upload is not cut short).
+pub struct Upload {
+    inner: Incoming,
+    gap: GapTimer,
+    sent: Option<oneshot::Sender<()>>,
+}
+
+impl Upload {
+    /// Wraps a request body; the receiver resolves when the body has been sent (or
+    /// abandoned). `None` for a body that is already complete.
+    pub fn new(inner: Incoming, read_timeout: Duration) -> (Upload, Option<oneshot::Receiver<()>>) {
+        let (sent, rx) = if inner.is_end_stream() {
+            (None, None)
+        } else {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        };
+        let upload = Upload {
+            inner,
+            gap: GapTimer::new(read_timeout),
+            sent,
+        };
+        (upload, rx)
+    }
+
+    fn finished(&mut self) {
+        if let Some(tx) = self.sent.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl Body for Upload {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                this.gap.frame();
+                if this.inner.is_end_stream() {
+                    this.finished();
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(None) => {
+                this.finished();
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                ready!(this.gap.poll_expired(cx));
+                Poll::Ready(Some(Err(UploadTimeout(this.gap.limit).into())))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }

@@ -61,9 +61,9 @@ impl Identifier {
                     "invalid session name {:?}: use 1-64 characters of A-Z a-z 0-9 . _ -",
                     truncate(name)
                 )),
-                RegistryError::Unknown => ProxyError::ProxyAuthRequired(
-                    "unknown session (proxy.dynamic_sessions is off)",
-                ),
+                RegistryError::Unknown => {
+                    ProxyError::ProxyAuthRequired("unknown session (proxy.dynamic_sessions is off)")
+                }
             })?,
         };
         let session = guard.session();

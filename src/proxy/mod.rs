@@ -100,7 +100,7 @@ impl Proxy {
         let timeouts = session.settings().timeouts;
         let resp = session
             .upstream()
-            .send(Request::from_parts(parts, body), timeouts.response)
+            .send(Request::from_parts(parts, body), &timeouts)
             .await?;
 
         let (mut head, body) = resp.into_parts();

@@ -25,7 +25,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::config::{SessionSettings, UpstreamConfig, UpstreamProxy};
+use super::body::{Upload, UploadTimeout};
+use crate::config::{SessionSettings, Timeouts, UpstreamConfig, UpstreamProxy};
 use crate::error::ProxyError;
 
 /// What must be equal for two sessions to share a pooled connection.
@@ -106,28 +107,44 @@ impl Upstream {
 /// A handle on one identity's pool; cheap to clone.
 #[derive(Clone)]
 pub struct UpstreamClient {
-    client: Client<Connector, Incoming>,
+    client: Client<Connector, Upload>,
     /// `Proxy-Authorization` for the parent proxy, if it has credentials.
     parent_auth: Option<HeaderValue>,
 }
 
 impl UpstreamClient {
-    /// Sends a request (absolute-form URI) and waits for the response head, at most
-    /// `response_timeout`.
+    /// Sends a request (absolute-form URI) and waits for its response head.
+    ///
+    /// `timeouts.response` counts from the moment the request body has been sent, so an
+    /// upload of any length is not cut short; for a request without a body that is at
+    /// once (and so includes connecting). Inside the request body, `timeouts.read` is the
+    /// longest silence allowed from the client.
     pub async fn send(
         &self,
-        mut req: Request<Incoming>,
-        response_timeout: Duration,
+        req: Request<Incoming>,
+        timeouts: &Timeouts,
     ) -> Result<Response<Incoming>, ProxyError> {
+        let (mut parts, body) = req.into_parts();
         if let Some(auth) = &self.parent_auth {
-            req.headers_mut()
+            parts
+                .headers
                 .insert(http::header::PROXY_AUTHORIZATION, auth.clone());
         }
-        let target = authority_of(req.uri());
-        match tokio::time::timeout(response_timeout, self.client.request(req)).await {
+        let target = authority_of(&parts.uri);
+        let (body, body_sent) = Upload::new(body, timeouts.read);
+        let exchange = self.client.request(Request::from_parts(parts, body));
+        tokio::pin!(exchange);
+        if let Some(body_sent) = body_sent {
+            // An origin may answer before reading the whole body (a 413, say).
+            tokio::select! {
+                r = &mut exchange => return r.map_err(|e| classify(&e, target)),
+                _ = body_sent => {}
+            }
+        }
+        match tokio::time::timeout(timeouts.response, exchange).await {
             Err(_) => Err(ProxyError::ResponseTimeout {
                 target,
-                after: response_timeout,
+                after: timeouts.response,
             }),
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(e)) => Err(classify(&e, target)),
@@ -151,6 +168,9 @@ fn classify(err: &hyper_util::client::legacy::Error, target: String) -> ProxyErr
     while let Some(e) = source {
         if let Some(c) = e.downcast_ref::<ConnectError>() {
             return c.to_proxy_error();
+        }
+        if let Some(UploadTimeout(after)) = e.downcast_ref::<UploadTimeout>() {
+            return ProxyError::UploadTimeout(*after);
         }
         source = e.source();
     }

@@ -271,3 +271,50 @@ async fn user_info_in_the_target_is_refused_without_echoing_it() {
     assert!(!r.text().contains("hunter2"), "{}", r.text());
     assert_eq!(origin.connections(), 0);
 }
+
+/// A body whose chunks arrive `gap` apart, then (optionally) a long stall.
+fn trickle(chunks: usize, gap: Duration, stall_after: bool) -> BoxBody {
+    let stream = futures_util::stream::unfold(0usize, move |i| async move {
+        if i == chunks {
+            if stall_after {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            }
+            return None;
+        }
+        tokio::time::sleep(gap).await;
+        let frame = hyper::body::Frame::data(bytes::Bytes::from_static(b"0123456789"));
+        Some((Ok(frame), i + 1))
+    });
+    StreamBody::new(stream).boxed()
+}
+
+/// The response timeout starts once the upload is done: an upload longer than it
+/// succeeds.
+#[tokio::test]
+async fn a_slow_upload_is_not_cut_by_the_response_timeout() {
+    let origin = Origin::start().await;
+    let proxy = start("[sessions.default]\ntimeout = \"300ms\"\n").await;
+    let r = send_body(
+        proxy.proxy_addr(),
+        get(&origin.url("/upload")).method("POST"),
+        trickle(6, Duration::from_millis(150), false),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["received"], 60);
+}
+
+/// A client that goes silent inside its upload for longer than `read_timeout` gets 408.
+#[tokio::test]
+async fn a_stalled_upload_is_408_after_read_timeout() {
+    let origin = Origin::start().await;
+    let proxy = start("[sessions.default]\nread_timeout = \"200ms\"\n").await;
+    let r = send_body(
+        proxy.proxy_addr(),
+        get(&origin.url("/upload")).method("POST"),
+        trickle(1, Duration::ZERO, true),
+    )
+    .await;
+    assert_eq!(r.status, 408, "{}", r.text());
+    assert!(r.text().contains("sent nothing"), "{}", r.text());
+}
