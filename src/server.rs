@@ -11,6 +11,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -117,22 +118,30 @@ impl Daemon {
                 Some(name) => session_addrs.push((name.to_string(), addr)),
                 None => proxy_addrs.push(addr),
             }
+            // On a session's own port only that session's [[clients]] are admitted: a
+            // peer listed for another session must not reach this one without its secret.
             let gate = ClientGate {
                 open: addr.ip().is_loopback() || config.proxy.require_auth,
-                clients: config.clients.clone(),
+                clients: config
+                    .clients
+                    .iter()
+                    .filter(|c| bound.session.as_deref().is_none_or(|s| s == c.session))
+                    .cloned()
+                    .collect(),
             };
             let proxy = Arc::clone(&proxy);
             let session = bound.session;
-            let make = move |peer: SocketAddr| {
+            let make = move |peer: SocketAddr, activity: Arc<Activity>| {
                 let proxy = Arc::clone(&proxy);
-                let conn = ConnInfo {
+                let conn = Arc::new(ConnInfo {
                     peer,
                     listener_session: session.clone(),
                     client_allowed: gate.admits(peer),
-                };
+                    activity,
+                });
                 service_fn(move |req: Request<Incoming>| {
                     let proxy = Arc::clone(&proxy);
-                    let conn = conn.clone();
+                    let conn = Arc::clone(&conn);
                     async move { Ok::<_, Infallible>(proxy.handle(req, &conn).await) }
                 })
             };
@@ -155,11 +164,12 @@ impl Daemon {
             Arc::new(Semaphore::new(ADMIN_MAX_CONNECTIONS)),
             shutdown.subscribe(),
             Arc::clone(&builder),
-            move |peer| {
+            move |peer, activity: Arc<Activity>| {
                 let admin = Arc::clone(&admin_state);
                 service_fn(move |req| {
-                    let admin = Arc::clone(&admin);
-                    async move { Ok::<_, Infallible>(admin.handle(req, peer)) }
+                    let _busy = activity.begin();
+                    let resp = admin.handle(req, peer);
+                    async move { Ok::<_, Infallible>(resp) }
                 })
             },
         ));
@@ -222,6 +232,69 @@ impl Daemon {
     }
 }
 
+/// What one client connection is doing, for its idle timeout: exchanges in progress and
+/// when the last one started or ended. hyper times out an idle HTTP/1.1 connection itself,
+/// but HTTP/2 has no such limit: without this a client could hold a connection slot open
+/// forever by saying nothing after the preface.
+#[derive(Debug)]
+pub struct Activity {
+    active: AtomicUsize,
+    /// Milliseconds since `born` of the last change.
+    last_ms: AtomicU64,
+    born: tokio::time::Instant,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            active: AtomicUsize::new(0),
+            last_ms: AtomicU64::new(0),
+            born: tokio::time::Instant::now(),
+        }
+    }
+
+    /// Marks an exchange in progress until the guard is dropped.
+    pub fn begin(self: &Arc<Self>) -> ActiveGuard {
+        self.active.fetch_add(1, Ordering::Relaxed);
+        self.touch();
+        ActiveGuard(Arc::clone(self))
+    }
+
+    fn touch(&self) {
+        let ms = self.born.elapsed().as_millis() as u64;
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Completes once no exchange has been in progress for `limit`.
+    async fn idle_for(&self, limit: Duration) {
+        loop {
+            let since_last = self
+                .born
+                .elapsed()
+                .saturating_sub(Duration::from_millis(self.last_ms.load(Ordering::Relaxed)));
+            let wait = if self.active.load(Ordering::Relaxed) > 0 {
+                limit
+            } else if since_last >= limit {
+                return;
+            } else {
+                limit - since_last
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// Keeps a connection counted as busy; see [`Activity`].
+#[derive(Debug)]
+pub struct ActiveGuard(Arc<Activity>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Decides at accept time whether a peer may use a listener. Loopback listeners and
 /// `require_auth` (checked per request) are open; otherwise only `[[clients]]` may connect.
 #[derive(Clone)]
@@ -275,6 +348,9 @@ fn server_builder(config: &Config) -> auto::Builder<TokioExecutor> {
     builder
         .http2()
         .timer(TokioTimer::new())
+        // Pings find peers that vanished while a stream is open.
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20))
         .max_header_list_size(u32::try_from(config.proxy.max_header_bytes).unwrap_or(u32::MAX));
     builder
 }
@@ -288,7 +364,7 @@ async fn accept_loop<M, S, B>(
     builder: Arc<auto::Builder<TokioExecutor>>,
     make_service: M,
 ) where
-    M: Fn(SocketAddr) -> S,
+    M: Fn(SocketAddr, Arc<Activity>) -> S,
     S: hyper::service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
         + Send
         + 'static,
@@ -326,11 +402,12 @@ async fn accept_loop<M, S, B>(
                 }
             }
         };
-        let service = make_service(canonical(peer));
+        let activity = Arc::new(Activity::new());
+        let service = make_service(canonical(peer), Arc::clone(&activity));
         let builder = Arc::clone(&builder);
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            serve(stream, &builder, head_timeout, service, shutdown).await;
+            serve(stream, &builder, head_timeout, &activity, service, shutdown).await;
             drop(permit);
         });
     }
@@ -340,6 +417,7 @@ async fn serve<S, B>(
     stream: TcpStream,
     builder: &auto::Builder<TokioExecutor>,
     head_timeout: Duration,
+    activity: &Activity,
     service: S,
     mut shutdown: watch::Receiver<bool>,
 ) where
@@ -355,8 +433,12 @@ async fn serve<S, B>(
     // hyper-util's protocol sniffing has no timeout of its own: read the first bytes here,
     // under the head timeout, so a client that connects and says nothing cannot hold a
     // connection slot forever. hyper then reads them again from the prefix.
-    let Some(stream) = read_preface(stream, head_timeout).await else {
-        return;
+    let stream = tokio::select! {
+        s = read_preface(stream, head_timeout) => match s {
+            Some(s) => s,
+            None => return,
+        },
+        _ = shutdown.wait_for(|stop| *stop) => return,
     };
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     tokio::pin!(conn);
@@ -365,6 +447,10 @@ async fn serve<S, B>(
     let finished = tokio::select! {
         r = conn.as_mut() => Some(r),
         stop = shutdown.wait_for(|stop| *stop) => { let _ = stop.is_ok(); None }
+        _ = activity.idle_for(head_timeout) => {
+            tracing::debug!("closing a connection idle for proxy.request_head_timeout");
+            None
+        }
     };
     let result = match finished {
         Some(r) => r,

@@ -29,6 +29,7 @@ use identify::Identifier;
 use record::ExchangeLog;
 
 use crate::error::ProxyError;
+use crate::server::Activity;
 use crate::session::Session;
 
 /// Where a request came from: fixed for the life of a client connection.
@@ -40,6 +41,8 @@ pub struct ConnInfo {
     pub listener_session: Option<Arc<str>>,
     /// False on a non-loopback listener for a peer no `[[clients]]` entry admits.
     pub client_allowed: bool,
+    /// The connection's activity, for its idle timeout.
+    pub activity: Arc<Activity>,
 }
 
 /// The pipeline's shared state.
@@ -59,6 +62,7 @@ impl Proxy {
     /// Runs one exchange. Never fails: errors become the proxy's own responses.
     pub async fn handle(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<ProxyBody> {
         let mut log = ExchangeLog::new(req.method().clone(), req.uri().clone(), Instant::now());
+        log.set_connection(conn.activity.begin());
         match self.exchange(req, conn, &mut log).await {
             Ok((head, body, read_timeout)) => {
                 log.set_status(head.status.as_u16());

@@ -8,6 +8,7 @@ use std::time::Instant;
 use http::{HeaderMap, Method, Uri, header};
 use url::Url;
 
+use crate::server::ActiveGuard;
 use crate::session::jar::SetOutcome;
 use crate::session::{ExchangeGuard, Session};
 
@@ -38,6 +39,8 @@ pub struct ExchangeLog {
     outcome: &'static str,
     /// Keeps the session marked busy until the body is done.
     _guard: Option<ExchangeGuard>,
+    /// Keeps the client connection from counting as idle until the body is done.
+    _connection: Option<ActiveGuard>,
 }
 
 impl ExchangeLog {
@@ -52,7 +55,12 @@ impl ExchangeLog {
             // What remains if the body is dropped before it ends.
             outcome: "client went away",
             _guard: None,
+            _connection: None,
         }
+    }
+
+    pub fn set_connection(&mut self, guard: ActiveGuard) {
+        self._connection = Some(guard);
     }
 
     pub fn set_session(&mut self, guard: ExchangeGuard) {

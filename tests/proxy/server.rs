@@ -138,3 +138,37 @@ async fn h2c_clients_are_served() {
     let again = send(proxy.proxy_addr(), get(&origin.url("/cookies"))).await;
     assert_eq!(again.cookies()["h2"], "yes");
 }
+
+/// An HTTP/2 client that opens a connection and then says nothing is closed after the
+/// head timeout; one with a request in progress is not.
+#[tokio::test]
+async fn idle_h2_connections_are_closed_but_busy_ones_are_not() {
+    let origin = Origin::start().await;
+    let proxy = start("[proxy]\nrequest_head_timeout = \"300ms\"\n").await;
+    let h2 = || async {
+        let stream = TcpStream::connect(proxy.proxy_addr()).await.unwrap();
+        hyper::client::conn::http2::handshake::<_, _, Full<bytes::Bytes>>(
+            hyper_util::rt::TokioExecutor::new(),
+            hyper_util::rt::TokioIo::new(stream),
+        )
+        .await
+        .unwrap()
+    };
+
+    let (_idle_sender, idle_conn) = h2().await;
+    tokio::time::timeout(Duration::from_secs(10), idle_conn)
+        .await
+        .expect("the server closed the idle HTTP/2 connection")
+        .ok();
+
+    let (mut sender, conn) = h2().await;
+    tokio::spawn(conn);
+    let req = get(&origin.url("/delay/900"))
+        .body(Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let resp = sender
+        .send_request(req)
+        .await
+        .expect("a slow exchange is not cut");
+    assert_eq!(resp.status(), 200);
+}
