@@ -302,12 +302,23 @@ impl ConnectorInner {
         }))
     }
 
+    /// Whether connecting to `addr` would reach one of the daemon's own listeners.
+    /// `::ffff:127.0.0.1` is 127.0.0.1, and 0.0.0.0 (or ::) as a destination means this
+    /// host, so both are unmapped before comparing.
     fn is_own(&self, addr: &SocketAddr) -> bool {
+        let ip = match addr.ip() {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(addr.ip()),
+            v4 => v4,
+        };
+        let this_host = ip.is_loopback() || ip.is_unspecified();
         self.own_addrs.iter().any(|own| {
+            let own_ip = own.ip();
             own.port() == addr.port()
-                && (own.ip() == addr.ip()
-                    || (own.ip().is_unspecified()
-                        && (addr.ip().is_loopback() || addr.ip().is_unspecified())))
+                && (own_ip == ip
+                    // A wildcard listener answers on every address of this host...
+                    || (own_ip.is_unspecified() && this_host)
+                    // ...and a wildcard destination is delivered to loopback.
+                    || (ip.is_unspecified() && own_ip.is_loopback()))
         })
     }
 }
@@ -334,41 +345,60 @@ fn target_of(uri: &Uri) -> Result<(String, u16), ConnectError> {
 struct Resolver {
     /// `host:port` → address.
     pins: HashMap<String, SocketAddr>,
-    cache: DashMap<String, (Arc<[SocketAddr]>, Instant)>,
+    /// host → its addresses (port 0) and when they expire. Bounded by [`DNS_CACHE_MAX`].
+    cache: DashMap<String, (Arc<[IpAddr]>, Instant)>,
     ttl: Duration,
 }
 
+/// Names kept in the DNS cache. Past it, expired entries are swept; if that is not
+/// enough the cache starts over, so a client naming endless hosts cannot grow it.
+const DNS_CACHE_MAX: usize = 4096;
+
 impl Resolver {
     async fn resolve(&self, host: &str, port: u16) -> Result<Arc<[SocketAddr]>, ConnectError> {
-        let key = format!("{host}:{port}");
-        if let Some(pinned) = self.pins.get(&key) {
+        if let Some(pinned) = self.pins.get(&format!("{host}:{port}")) {
             return Ok(Arc::from([*pinned]));
         }
         if let Ok(ip) = host.parse::<IpAddr>() {
             return Ok(Arc::from([SocketAddr::new(ip, port)]));
         }
-        if let Some(hit) = self.cache.get(&key)
-            && hit.1 > Instant::now()
-        {
-            return Ok(Arc::clone(&hit.0));
-        }
-        let found: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+        let ips = match self.cached(host) {
+            Some(ips) => ips,
+            None => self.lookup(host).await?,
+        };
+        Ok(ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect())
+    }
+
+    fn cached(&self, host: &str) -> Option<Arc<[IpAddr]>> {
+        let hit = self.cache.get(host)?;
+        (hit.1 > Instant::now()).then(|| Arc::clone(&hit.0))
+    }
+
+    async fn lookup(&self, host: &str) -> Result<Arc<[IpAddr]>, ConnectError> {
+        let dns_error = |reason: String| ConnectError::Dns {
+            host: host.to_string(),
+            reason,
+        };
+        let found: Arc<[IpAddr]> = tokio::net::lookup_host((host, 0))
             .await
-            .map_err(|e| ConnectError::Dns {
-                host: host.to_string(),
-                reason: e.to_string(),
-            })?
+            .map_err(|e| dns_error(e.to_string()))?
+            .map(|a| a.ip())
             .collect();
         if found.is_empty() {
-            return Err(ConnectError::Dns {
-                host: host.to_string(),
-                reason: "no addresses".into(),
-            });
+            return Err(dns_error("no addresses".into()));
         }
-        let found: Arc<[SocketAddr]> = found.into();
         if !self.ttl.is_zero() {
-            self.cache
-                .insert(key, (Arc::clone(&found), Instant::now() + self.ttl));
+            if self.cache.len() >= DNS_CACHE_MAX {
+                let now = Instant::now();
+                self.cache.retain(|_, (_, expires)| *expires > now);
+                if self.cache.len() >= DNS_CACHE_MAX {
+                    self.cache.clear();
+                }
+            }
+            self.cache.insert(
+                host.to_string(),
+                (Arc::clone(&found), Instant::now() + self.ttl),
+            );
         }
         Ok(found)
     }
@@ -457,19 +487,37 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn lookups_are_cached_for_the_ttl() {
+    async fn lookups_are_cached_per_host_for_the_ttl() {
         // "localhost" comes from the hosts file: no network involved.
         let r = resolver(Duration::from_secs(60));
-        let first = r.resolve("localhost", 80).await.unwrap();
-        let second = r.resolve("localhost", 80).await.unwrap();
+        let on_80 = r.resolve("localhost", 80).await.unwrap();
+        assert!(on_80.iter().all(|a| a.port() == 80 && a.ip().is_loopback()));
+        let cached = r.cached("localhost").expect("the answer is cached");
+        let on_81 = r.resolve("localhost", 81).await.unwrap();
+        assert!(on_81.iter().all(|a| a.port() == 81));
         assert!(
-            Arc::ptr_eq(&first, &second),
-            "the second lookup did not come from the cache"
+            Arc::ptr_eq(&cached, &r.cached("localhost").unwrap()),
+            "looked up again"
         );
+        assert_eq!(r.cache.len(), 1);
 
         let uncached = resolver(Duration::ZERO);
         uncached.resolve("localhost", 80).await.unwrap();
         assert!(uncached.cache.is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_cache_is_bounded() {
+        let r = resolver(Duration::from_secs(60));
+        for i in 0..DNS_CACHE_MAX {
+            r.cache.insert(
+                format!("h{i}.test"),
+                (Arc::from([]), Instant::now() + Duration::from_secs(60)),
+            );
+        }
+        r.resolve("localhost", 80).await.unwrap();
+        assert!(r.cache.len() <= DNS_CACHE_MAX);
+        assert!(r.cached("localhost").is_some());
     }
 
     #[test]
@@ -487,5 +535,10 @@ mod tests {
         assert!(c.is_own(&"127.0.0.1:9000".parse().unwrap()));
         assert!(!c.is_own(&"127.0.0.2:9000".parse().unwrap()));
         assert!(!c.is_own(&"127.0.0.1:8081".parse().unwrap()));
+        // Other spellings of this host reach the same listeners.
+        assert!(c.is_own(&"[::ffff:127.0.0.1]:9000".parse().unwrap()));
+        assert!(c.is_own(&"0.0.0.0:9000".parse().unwrap()));
+        assert!(c.is_own(&"[::]:9000".parse().unwrap()));
+        assert!(c.is_own(&"[::1]:8080".parse().unwrap()));
     }
 }

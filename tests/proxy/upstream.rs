@@ -318,3 +318,19 @@ async fn a_stalled_upload_is_408_after_read_timeout() {
     assert_eq!(r.status, 408, "{}", r.text());
     assert!(r.text().contains("sent nothing"), "{}", r.text());
 }
+
+/// Other spellings of the daemon's own address are loops too, so the admin API can never
+/// be reached through the proxy.
+#[tokio::test]
+async fn other_spellings_of_the_proxy_itself_are_loops() {
+    let proxy = start("").await;
+    let port = proxy.admin_addr().port();
+    for host in ["[::ffff:127.0.0.1]", "0.0.0.0", "[::ffff:7f00:1]"] {
+        let r = send(
+            proxy.proxy_addr(),
+            get(&format!("http://{host}:{port}/healthz")),
+        )
+        .await;
+        assert_eq!(r.status, 508, "{host}: {}", r.text());
+    }
+}
