@@ -409,7 +409,11 @@ fn validate_proxy(raw: raw::RawProxy) -> Result<ProxyConfig, ConfigError> {
             raw.request_head_timeout,
             Duration::from_secs(30),
         )?,
-        shutdown_grace: raw.shutdown_grace.unwrap_or(Duration::from_secs(30)),
+        shutdown_grace: duration(
+            "proxy.shutdown_grace",
+            raw.shutdown_grace,
+            Duration::from_secs(30),
+        )?,
         cookies: CookieLimits {
             max_per_domain: positive(
                 "proxy.max_cookies_per_domain",
@@ -470,7 +474,7 @@ fn validate_upstream(
         .transpose()?;
     let config = UpstreamConfig {
         resolve,
-        dns_ttl: raw.dns_ttl.unwrap_or(Duration::from_secs(60)),
+        dns_ttl: duration("upstream.dns_ttl", raw.dns_ttl, Duration::from_secs(60))?,
         pool_idle_timeout: nonzero(
             "upstream.pool_idle_timeout",
             raw.pool_idle_timeout,
@@ -716,11 +720,24 @@ fn host_list(key: &str, patterns: &[String]) -> Result<HostList, ConfigError> {
         .map_err(|(i, reason)| ConfigError::invalid(format!("{key}[{i}]"), reason))
 }
 
-fn nonzero(key: &str, v: Option<Duration>, default: Duration) -> Result<Duration, ConfigError> {
+/// The longest duration any key accepts. Deadlines are computed as `now + duration`,
+/// which must not overflow; no timeout needs to be longer than this.
+const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// A duration that may be zero, at most [`MAX_DURATION`].
+fn duration(key: &str, v: Option<Duration>, default: Duration) -> Result<Duration, ConfigError> {
     match v {
-        Some(d) if d.is_zero() => Err(ConfigError::invalid(key, "must be longer than zero")),
+        Some(d) if d > MAX_DURATION => Err(ConfigError::invalid(key, "must be at most 7 days")),
         Some(d) => Ok(d),
         None => Ok(default),
+    }
+}
+
+/// A duration longer than zero, at most [`MAX_DURATION`].
+fn nonzero(key: &str, v: Option<Duration>, default: Duration) -> Result<Duration, ConfigError> {
+    match duration(key, v, default)? {
+        d if d.is_zero() => Err(ConfigError::invalid(key, "must be longer than zero")),
+        d => Ok(d),
     }
 }
 

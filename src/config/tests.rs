@@ -1118,3 +1118,22 @@ fn admin_may_listen_beyond_loopback() {
     // The admin API refuses non-loopback clients itself; the open-proxy rule is for proxies.
     ok("[admin]\nlisten = \"0.0.0.0:9002\"");
 }
+
+#[test]
+fn absurdly_long_durations_are_refused() {
+    // `now + duration` must not overflow anywhere in the daemon.
+    for key in ["read_timeout", "timeout", "connect_timeout", "dns_ttl"] {
+        let (k, reason) = refusal(load(&format!("[upstream]\n{key} = \"100years\"")));
+        assert_eq!(k, format!("upstream.{key}"));
+        assert!(reason.contains("at most"), "{reason}");
+    }
+    assert_eq!(
+        err_key("[proxy]\nshutdown_grace = \"30days\""),
+        "proxy.shutdown_grace"
+    );
+    assert_eq!(
+        err_key("[sessions.a]\nread_timeout = \"1000years\""),
+        "sessions.a.read_timeout"
+    );
+    ok("[upstream]\ntimeout = \"7days\"");
+}
