@@ -106,6 +106,15 @@ fn check(path: &std::path::Path) -> ExitCode {
 }
 
 async fn run(config: Config) -> ExitCode {
+    // Handlers go in before anything is announced: a SIGTERM sent as soon as the
+    // "listening" line appears must find them.
+    let mut signals = match Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot install signal handlers");
+            return ExitCode::FAILURE;
+        }
+    };
     let daemon = match Daemon::start(config).await {
         Ok(d) => d,
         Err(e) => {
@@ -118,12 +127,12 @@ async fn run(config: Config) -> ExitCode {
     }
     tracing::info!(addr = %daemon.admin_addr(), "admin API listening");
 
-    wait_for_signal().await;
+    signals.stop_requested().await;
     tracing::info!("shutting down: finishing in-flight requests");
     // A second signal during the drain stops at once.
     let cut = tokio::select! {
         cut = daemon.shutdown() => cut,
-        _ = wait_for_signal() => {
+        _ = signals.stop_requested() => {
             tracing::warn!("second signal: exiting without waiting");
             return ExitCode::FAILURE;
         }
@@ -132,25 +141,33 @@ async fn run(config: Config) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot watch SIGTERM; stopping on SIGINT only");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    // SIGHUP would kill the process by default; reloading the file is not supported yet,
-    // so a reload request is logged and otherwise ignored.
-    let mut hup = signal(SignalKind::hangup()).ok();
-    loop {
-        tokio::select! {
-            _ = term.recv() => return,
-            _ = tokio::signal::ctrl_c() => return,
-            Some(_) = async { hup.as_mut()?.recv().await } => {
-                tracing::warn!("SIGHUP: reloading the configuration is not supported yet; ignoring");
+/// The signals the daemon acts on.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Completes on SIGTERM or SIGINT. SIGHUP would kill the process by default;
+    /// reloading the file is not supported yet, so it is logged and otherwise ignored.
+    async fn stop_requested(&mut self) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return,
+                _ = self.int.recv() => return,
+                _ = self.hup.recv() => {
+                    tracing::warn!("SIGHUP: reloading the configuration is not supported yet; ignoring");
+                }
             }
         }
     }
