@@ -47,6 +47,7 @@ pub struct Config {
     pub proxy: ProxyConfig,
     pub admin: AdminConfig,
     pub upstream: UpstreamConfig,
+    pub tls: TlsConfig,
     /// What a session created on demand (or named only by `[[clients]]`) starts with.
     pub template: Arc<SessionSettings>,
     /// Sessions declared in `[sessions.NAME]`, in name order.
@@ -83,6 +84,28 @@ impl Default for CookieLimits {
             max_per_session: 3000,
             max_bytes: 4096,
         }
+    }
+}
+
+/// `[tls]`: which CONNECT tunnels are decrypted, and the local CA.
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    /// Hosts whose tunnels are intercepted (default: every host).
+    pub intercept: HostList,
+    /// Hosts whose tunnels are passed through untouched; wins over `intercept`.
+    pub passthrough: HostList,
+    /// Where the CA lives: both files given in `[tls]`, or `STATE/ca.pem` + `STATE/ca.key`
+    /// (created on first start).
+    pub ca_cert: PathBuf,
+    pub ca_key: PathBuf,
+    /// True when the files come from `tls.ca_cert`/`tls.ca_key`: never created, only read.
+    pub ca_configured: bool,
+}
+
+impl TlsConfig {
+    /// Whether a tunnel to `host` is decrypted.
+    pub fn intercepts(&self, host: &str) -> bool {
+        self.intercept.matches(host) && !self.passthrough.matches(host)
     }
 }
 
@@ -238,6 +261,7 @@ fn validate(raw: raw::RawConfig, env: EnvLookup<'_>) -> Result<Config, ConfigErr
         },
     };
     let (upstream, global_timeouts, global_proxy) = validate_upstream(raw.upstream)?;
+    let tls = validate_tls(raw.tls, &proxy.state_dir)?;
     let defaults = SessionDefaults {
         timeouts: global_timeouts,
         upstream_proxy: global_proxy,
@@ -310,6 +334,7 @@ fn validate(raw: raw::RawConfig, env: EnvLookup<'_>) -> Result<Config, ConfigErr
         proxy,
         admin,
         upstream,
+        tls,
         template,
         sessions,
         clients,
@@ -431,6 +456,37 @@ fn validate_proxy(raw: raw::RawProxy) -> Result<ProxyConfig, ConfigError> {
                 defaults.max_bytes,
             )?,
         },
+    })
+}
+
+fn validate_tls(raw: raw::RawTls, state_dir: &Path) -> Result<TlsConfig, ConfigError> {
+    let intercept = match raw.intercept {
+        Some(list) => host_list("tls.intercept", &list)?,
+        None => host_list("tls.intercept", &["*".to_string()])?,
+    };
+    let passthrough = host_list("tls.passthrough", &raw.passthrough)?;
+    let (ca_cert, ca_key, ca_configured) = match (raw.ca_cert, raw.ca_key) {
+        (Some(cert), Some(key)) => (cert, key, true),
+        (None, None) => (state_dir.join("ca.pem"), state_dir.join("ca.key"), false),
+        (Some(_), None) => {
+            return Err(ConfigError::invalid(
+                "tls.ca_key",
+                "tls.ca_cert is set, so tls.ca_key must be too",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError::invalid(
+                "tls.ca_cert",
+                "tls.ca_key is set, so tls.ca_cert must be too",
+            ));
+        }
+    };
+    Ok(TlsConfig {
+        intercept,
+        passthrough,
+        ca_cert,
+        ca_key,
+        ca_configured,
     })
 }
 

@@ -57,6 +57,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub upstream: RawUpstream,
     #[serde(default)]
+    pub tls: RawTls,
+    #[serde(default)]
     pub template: RawSettings,
     #[serde(default)]
     pub sessions: BTreeMap<String, RawSettings>,
@@ -113,6 +115,16 @@ pub struct RawProxy {
     pub max_cookies_per_domain: Option<usize>,
     pub max_cookies_per_session: Option<usize>,
     pub max_cookie_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub intercept: Option<Vec<String>>,
+    #[serde(default)]
+    pub passthrough: Vec<String>,
+    pub ca_cert: Option<PathBuf>,
+    pub ca_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]

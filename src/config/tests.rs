@@ -1137,3 +1137,32 @@ fn absurdly_long_durations_are_refused() {
     );
     ok("[upstream]\ntimeout = \"7days\"");
 }
+
+#[test]
+fn tls_defaults_intercept_everything_with_the_ca_in_the_state_dir() {
+    let c = ok("[proxy]\nstate_dir = \"/var/lib/sd\"");
+    assert!(c.tls.intercepts("api.example.com"));
+    assert_eq!(c.tls.ca_cert, PathBuf::from("/var/lib/sd/ca.pem"));
+    assert_eq!(c.tls.ca_key, PathBuf::from("/var/lib/sd/ca.key"));
+    assert!(!c.tls.ca_configured);
+}
+
+#[test]
+fn tls_passthrough_wins_over_intercept() {
+    let c = ok("[tls]\nintercept = [\"*.example.com\"]\npassthrough = [\"pinned.example.com\"]");
+    assert!(c.tls.intercepts("api.example.com"));
+    assert!(!c.tls.intercepts("pinned.example.com"));
+    assert!(!c.tls.intercepts("other.test"));
+}
+
+#[test]
+fn tls_ca_files_come_in_pairs() {
+    assert_eq!(err_key("[tls]\nca_cert = \"/x/ca.pem\""), "tls.ca_key");
+    assert_eq!(err_key("[tls]\nca_key = \"/x/ca.key\""), "tls.ca_cert");
+    let c = ok("[tls]\nca_cert = \"/x/ca.pem\"\nca_key = \"/x/ca.key\"");
+    assert!(c.tls.ca_configured);
+    assert_eq!(
+        err_key("[tls]\nintercept = [\"http://x\"]"),
+        "tls.intercept[0]"
+    );
+}
