@@ -65,9 +65,9 @@ mod tests {
 
     fn admin() -> Admin {
         let config = Config::defaults();
-        let upstream = Arc::new(Upstream::new(&config.upstream, Vec::new()));
+        let upstream = Upstream::new(&config.upstream, Vec::new());
         Admin::new(Arc::new(Proxy::new(Identifier {
-            registry: Registry::new(&config, upstream),
+            registry: Registry::new(&config, &upstream).unwrap(),
             clients: Vec::new(),
             require_auth: false,
         })))

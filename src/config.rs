@@ -16,6 +16,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use http::{HeaderName, HeaderValue};
 use ipnet::IpNet;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::hosts::HostList;
 use crate::session::name::valid_session_name;
@@ -154,6 +156,79 @@ pub struct SessionSettings {
     pub allow_hosts: Option<HostList>,
     pub deny_hosts: HostList,
     pub upstream_proxy: Option<UpstreamProxy>,
+    pub tls: UpstreamTls,
+}
+
+/// Trust and identity for TLS to origins. Part of a connection's identity: two sessions
+/// share pooled connections only if this is equal.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UpstreamTls {
+    /// Roots trusted besides the system's: `upstream.ca_bundle`, then the session's.
+    pub ca_bundles: Vec<PemCerts>,
+    /// A client certificate for origins that ask for one (mTLS).
+    pub client_identity: Option<ClientIdentity>,
+    /// `verify = false` turns certificate verification off (logged loudly at start).
+    pub verify: bool,
+}
+
+/// Certificates read from a PEM file; equal when read from the same file.
+#[derive(Clone)]
+pub struct PemCerts {
+    pub path: PathBuf,
+    pub certs: Arc<Vec<CertificateDer<'static>>>,
+}
+
+impl PartialEq for PemCerts {
+    fn eq(&self, other: &Self) -> bool {
+        self.path == other.path
+    }
+}
+impl Eq for PemCerts {}
+impl std::hash::Hash for PemCerts {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.path.hash(state);
+    }
+}
+impl std::fmt::Debug for PemCerts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({} certificates)",
+            self.path.display(),
+            self.certs.len()
+        )
+    }
+}
+
+/// A client certificate chain and its private key; `Debug` shows the paths only.
+#[derive(Clone)]
+pub struct ClientIdentity {
+    pub chain: PemCerts,
+    pub key_path: PathBuf,
+    pub key: Arc<PrivateKeyDer<'static>>,
+}
+
+impl PartialEq for ClientIdentity {
+    fn eq(&self, other: &Self) -> bool {
+        self.chain == other.chain && self.key_path == other.key_path
+    }
+}
+impl Eq for ClientIdentity {}
+impl std::hash::Hash for ClientIdentity {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.chain.hash(state);
+        self.key_path.hash(state);
+    }
+}
+impl std::fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "cert {:?}, key {} (<redacted>)",
+            self.chain,
+            self.key_path.display()
+        )
+    }
 }
 
 /// A credential added to requests for its hosts.
@@ -252,7 +327,7 @@ impl Config {
 /// Looks up environment variables; injected so tests do not touch the process environment.
 type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
-fn validate(raw: raw::RawConfig, env: EnvLookup<'_>) -> Result<Config, ConfigError> {
+fn validate(mut raw: raw::RawConfig, env: EnvLookup<'_>) -> Result<Config, ConfigError> {
     let proxy = validate_proxy(raw.proxy)?;
     let admin = AdminConfig {
         listen: match raw.admin.listen.as_deref() {
@@ -260,11 +335,18 @@ fn validate(raw: raw::RawConfig, env: EnvLookup<'_>) -> Result<Config, ConfigErr
             None => SocketAddr::from(([127, 0, 0, 1], 8081)),
         },
     };
+    let global_bundle = raw
+        .upstream
+        .ca_bundle
+        .take()
+        .map(|path| read_certs("upstream.ca_bundle", path))
+        .transpose()?;
     let (upstream, global_timeouts, global_proxy) = validate_upstream(raw.upstream)?;
     let tls = validate_tls(raw.tls, &proxy.state_dir)?;
     let defaults = SessionDefaults {
         timeouts: global_timeouts,
         upstream_proxy: global_proxy,
+        ca_bundle: global_bundle,
     };
     if raw.template.secret.is_some() {
         return Err(ConfigError::invalid(
@@ -494,6 +576,7 @@ fn validate_tls(raw: raw::RawTls, state_dir: &Path) -> Result<TlsConfig, ConfigE
 struct SessionDefaults {
     timeouts: Timeouts,
     upstream_proxy: Option<UpstreamProxy>,
+    ca_bundle: Option<PemCerts>,
 }
 
 fn validate_upstream(
@@ -543,10 +626,11 @@ fn validate_upstream(
 
 fn validate_settings(
     key: &str,
-    raw: raw::RawSettings,
+    mut raw: raw::RawSettings,
     defaults: &SessionDefaults,
     env: EnvLookup<'_>,
 ) -> Result<SessionSettings, ConfigError> {
+    let tls = validate_upstream_tls(key, &mut raw, defaults)?;
     let headers = header_pairs(&format!("{key}.headers"), raw.headers)?;
     let override_headers = header_pairs(&format!("{key}.override_headers"), raw.override_headers)?;
     let remove_headers = raw
@@ -603,6 +687,70 @@ fn validate_settings(
         allow_hosts,
         deny_hosts,
         upstream_proxy,
+        tls,
+    })
+}
+
+/// The session's TLS trust and identity towards origins.
+fn validate_upstream_tls(
+    key: &str,
+    raw: &mut raw::RawSettings,
+    defaults: &SessionDefaults,
+) -> Result<UpstreamTls, ConfigError> {
+    let mut ca_bundles: Vec<PemCerts> = defaults.ca_bundle.iter().cloned().collect();
+    if let Some(path) = raw.ca_bundle.take() {
+        ca_bundles.push(read_certs(&format!("{key}.ca_bundle"), path)?);
+    }
+    let client_identity = match (raw.client_cert.take(), raw.client_key.take()) {
+        (Some(cert), Some(key_path)) => {
+            let chain = read_certs(&format!("{key}.client_cert"), cert)?;
+            let pem_key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| {
+                // The reason from the PEM reader never includes key material.
+                ConfigError::invalid(
+                    format!("{key}.client_key"),
+                    format!("cannot read a private key from {}: {e}", key_path.display()),
+                )
+            })?;
+            Some(ClientIdentity {
+                chain,
+                key_path,
+                key: Arc::new(pem_key),
+            })
+        }
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(ConfigError::invalid(
+                format!("{key}.client_key"),
+                "client_cert is set, so client_key must be too",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError::invalid(
+                format!("{key}.client_cert"),
+                "client_key is set, so client_cert must be too",
+            ));
+        }
+    };
+    Ok(UpstreamTls {
+        ca_bundles,
+        client_identity,
+        verify: raw.verify.unwrap_or(true),
+    })
+}
+
+/// Reads every certificate of a PEM file; at least one must be there.
+fn read_certs(key: &str, path: PathBuf) -> Result<PemCerts, ConfigError> {
+    let bad = |reason: String| ConfigError::invalid(key, format!("{}: {reason}", path.display()));
+    let certs = CertificateDer::pem_file_iter(&path)
+        .map_err(|e| bad(e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(bad("no PEM certificates in the file".into()));
+    }
+    Ok(PemCerts {
+        path,
+        certs: Arc::new(certs),
     })
 }
 

@@ -35,6 +35,8 @@ pub enum ProxyError {
     ConnectTimeout { target: String, after: Duration },
     #[error("connection to {target} failed: {reason}")]
     ConnectFailed { target: String, reason: String },
+    #[error("TLS with {target} failed: {reason}")]
+    Tls { target: String, reason: String },
     #[error("the client sent nothing inside its request body for {}", humantime::format_duration(*.0))]
     UploadTimeout(Duration),
     #[error("{target} sent no response within {}", humantime::format_duration(*.after))]
@@ -53,9 +55,11 @@ impl ProxyError {
             Loop(_) => StatusCode::LOOP_DETECTED,
             UploadTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
-            Dns { .. } | ConnectRefused(_) | ConnectFailed { .. } | BadGateway { .. } => {
-                StatusCode::BAD_GATEWAY
-            }
+            Dns { .. }
+            | ConnectRefused(_)
+            | ConnectFailed { .. }
+            | Tls { .. }
+            | BadGateway { .. } => StatusCode::BAD_GATEWAY,
             ConnectTimeout { .. } | ResponseTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -75,6 +79,7 @@ impl ProxyError {
             ConnectRefused(_) => "sessiond; error=connection_refused",
             ConnectTimeout { .. } => "sessiond; error=connection_timeout",
             ConnectFailed { .. } => "sessiond; error=destination_unavailable",
+            Tls { .. } => "sessiond; error=tls_certificate_error",
             ResponseTimeout { .. } => "sessiond; error=http_response_timeout",
             BadGateway { .. } => "sessiond; error=http_protocol_error",
         }

@@ -48,6 +48,8 @@ pub enum StartError {
     },
     #[error("cannot read a bound listener's address: {0}")]
     LocalAddr(std::io::Error),
+    #[error(transparent)]
+    Tls(#[from] crate::proxy::upstream::TlsSetupError),
 }
 
 /// A running daemon: its bound addresses and the handle to stop it.
@@ -96,8 +98,8 @@ impl Daemon {
         let admin_addr = local_addr(&admin_listener)?;
         own.push(admin_addr);
 
-        let upstream = Arc::new(Upstream::new(&config.upstream, own));
-        let registry = Registry::new(&config, upstream);
+        let upstream = Upstream::new(&config.upstream, own);
+        let registry = Registry::new(&config, &upstream)?;
         let proxy = Arc::new(Proxy::new(Identifier {
             registry,
             clients: config.clients.clone(),

@@ -145,6 +145,7 @@ pub struct RawUpstream {
     #[serde(default)]
     pub resolve: BTreeMap<String, String>,
     pub upstream_proxy: Option<String>,
+    pub ca_bundle: Option<PathBuf>,
     #[serde(default, with = "humantime_serde")]
     pub dns_ttl: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
@@ -179,6 +180,10 @@ pub struct RawSettings {
     #[serde(default)]
     pub deny_hosts: Vec<String>,
     pub upstream_proxy: Option<String>,
+    pub ca_bundle: Option<PathBuf>,
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+    pub verify: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

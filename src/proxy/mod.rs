@@ -125,12 +125,8 @@ fn target_url(req: &Request<Incoming>) -> Result<Url, ProxyError> {
     }
     let uri = req.uri();
     match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(ProxyError::NotImplemented(
-                "https:// in a plain request (use CONNECT, as clients do with HTTPS_PROXY)",
-            ));
-        }
+        // `GET https://…` in absolute form is rare but valid: the proxy speaks TLS upstream.
+        Some("http") | Some("https") => {}
         Some(other) => {
             return Err(ProxyError::BadRequest(format!(
                 "unsupported scheme {other:?}"

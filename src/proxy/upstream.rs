@@ -22,11 +22,16 @@ use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::body::{Upload, UploadTimeout};
-use crate::config::{SessionSettings, Timeouts, UpstreamConfig, UpstreamProxy};
+use crate::config::{SessionSettings, Timeouts, UpstreamConfig, UpstreamProxy, UpstreamTls};
 use crate::error::ProxyError;
 
 /// What must be equal for two sessions to share a pooled connection.
@@ -34,7 +39,15 @@ use crate::error::ProxyError;
 struct ConnIdentity {
     parent: Option<UpstreamProxy>,
     connect_timeout: Duration,
+    tls: UpstreamTls,
 }
+
+/// The TLS settings of a session could not be turned into a client configuration.
+#[derive(Debug, thiserror::Error)]
+#[error("TLS towards origins: {0}")]
+pub struct TlsSetupError(String);
+
+type HttpsConnector = hyper_rustls::HttpsConnector<Connector>;
 
 /// The shared upstream side: the pools and the resolver.
 pub struct Upstream {
@@ -43,6 +56,9 @@ pub struct Upstream {
     own_addrs: Arc<[SocketAddr]>,
     idle_timeout: Duration,
     max_idle_per_host: usize,
+    /// The system's trusted roots, read once.
+    system_roots: Arc<RootCertStore>,
+    provider: Arc<CryptoProvider>,
 }
 
 impl Upstream {
@@ -62,31 +78,39 @@ impl Upstream {
             own_addrs: own_addrs.into(),
             idle_timeout: config.pool_idle_timeout,
             max_idle_per_host: config.pool_max_idle_per_host,
+            system_roots: Arc::new(system_roots()),
+            provider: Arc::new(rustls::crypto::ring::default_provider()),
         }
     }
 
     /// The client for a session's settings, created on first use of that identity.
-    pub fn client_for(&self, settings: &SessionSettings) -> UpstreamClient {
+    pub fn client_for(&self, settings: &SessionSettings) -> Result<UpstreamClient, TlsSetupError> {
         let id = ConnIdentity {
             parent: settings.upstream_proxy.clone(),
             connect_timeout: settings.timeouts.connect,
+            tls: settings.tls.clone(),
         };
         if let Some(c) = self.pools.get(&id) {
-            return c.clone();
+            return Ok(c.clone());
         }
-        self.pools
-            .entry(id.clone())
-            .or_insert_with(|| self.build_client(id))
-            .clone()
+        // Built outside the map's lock: reading roots and keys is not instant.
+        let client = self.build_client(id.clone())?;
+        Ok(self.pools.entry(id).or_insert(client).clone())
     }
 
-    fn build_client(&self, id: ConnIdentity) -> UpstreamClient {
+    fn build_client(&self, id: ConnIdentity) -> Result<UpstreamClient, TlsSetupError> {
         let connector = Connector(Arc::new(ConnectorInner {
             resolver: Arc::clone(&self.resolver),
-            parent: id.parent.as_ref().map(|p| (p.host.clone(), p.port)),
+            parent: id.parent.clone(),
             connect_timeout: id.connect_timeout,
             own_addrs: Arc::clone(&self.own_addrs),
         }));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(self.tls_config(&id.tls)?)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(connector);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(self.idle_timeout)
             .pool_max_idle_per_host(self.max_idle_per_host)
@@ -96,18 +120,118 @@ impl Upstream {
             .timer(TokioTimer::new())
             // The rewrite stage sets Host from the target; the client must not add another.
             .set_host(false)
+            // Pings find a dead HTTP/2 connection before a request is sent on it.
+            .http2_keep_alive_interval(Some(Duration::from_secs(30)))
+            .http2_keep_alive_timeout(Duration::from_secs(20))
+            .http2_keep_alive_while_idle(true)
             .build(connector);
-        UpstreamClient {
+        Ok(UpstreamClient {
             client,
             parent_auth: id.parent.and_then(|p| p.authorization),
+        })
+    }
+
+    /// The rustls client configuration for one identity: the system roots plus the
+    /// configured bundles (or no verification at all with `verify = false`), and the
+    /// client certificate if there is one.
+    fn tls_config(&self, tls: &UpstreamTls) -> Result<ClientConfig, TlsSetupError> {
+        let setup = |e: rustls::Error| TlsSetupError(e.to_string());
+        let builder = ClientConfig::builder_with_provider(Arc::clone(&self.provider))
+            .with_safe_default_protocol_versions()
+            .map_err(setup)?;
+        let builder = if tls.verify {
+            let mut roots = (*self.system_roots).clone();
+            for bundle in &tls.ca_bundles {
+                for cert in bundle.certs.iter() {
+                    roots
+                        .add(cert.clone())
+                        .map_err(|e| TlsSetupError(format!("{}: {e}", bundle.path.display())))?;
+                }
+            }
+            builder.with_root_certificates(roots)
+        } else {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(NoVerification(Arc::clone(
+                    &self.provider,
+                ))))
+        };
+        match &tls.client_identity {
+            Some(id) => builder
+                .with_client_auth_cert(id.chain.certs.to_vec(), id.key.clone_key())
+                .map_err(|e| TlsSetupError(format!("client certificate {:?}: {e}", id.chain))),
+            None => Ok(builder.with_no_client_auth()),
         }
+    }
+}
+
+/// The system's trusted roots. Unreadable ones are logged and skipped: a machine with no
+/// roots can still reach origins whose CA is in a configured bundle.
+fn system_roots() -> RootCertStore {
+    let found = rustls_native_certs::load_native_certs();
+    for e in &found.errors {
+        tracing::warn!(error = %e, "could not read some system root certificates");
+    }
+    let mut roots = RootCertStore::empty();
+    let (added, ignored) = roots.add_parsable_certificates(found.certs);
+    tracing::debug!(added, ignored, "system root certificates");
+    roots
+}
+
+/// `verify = false`: accepts any certificate, still checking the handshake signatures so
+/// the connection is at least with the holder of the presented key.
+#[derive(Debug)]
+struct NoVerification(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
 /// A handle on one identity's pool; cheap to clone.
 #[derive(Clone)]
 pub struct UpstreamClient {
-    client: Client<Connector, Upload>,
+    client: Client<HttpsConnector, Upload>,
     /// `Proxy-Authorization` for the parent proxy, if it has credentials.
     parent_auth: Option<HeaderValue>,
 }
@@ -125,7 +249,11 @@ impl UpstreamClient {
         timeouts: &Timeouts,
     ) -> Result<Response<Incoming>, ProxyError> {
         let (mut parts, body) = req.into_parts();
-        if let Some(auth) = &self.parent_auth {
+        // Through a parent, an http request carries the parent's credentials; an https
+        // one travels in a CONNECT tunnel, and the credentials went with the CONNECT.
+        if let Some(auth) = &self.parent_auth
+            && parts.uri.scheme() != Some(&http::uri::Scheme::HTTPS)
+        {
             parts
                 .headers
                 .insert(http::header::PROXY_AUTHORIZATION, auth.clone());
@@ -172,6 +300,12 @@ fn classify(err: &hyper_util::client::legacy::Error, target: String) -> ProxyErr
         if let Some(UploadTimeout(after)) = e.downcast_ref::<UploadTimeout>() {
             return ProxyError::UploadTimeout(*after);
         }
+        if let Some(tls) = tls_error(e) {
+            return ProxyError::Tls {
+                target,
+                reason: tls.to_string(),
+            };
+        }
         source = e.source();
     }
     let reason = match std::error::Error::source(err) {
@@ -185,6 +319,18 @@ fn classify(err: &hyper_util::client::legacy::Error, target: String) -> ProxyErr
             target,
             reason: format!("bad or no response ({reason})"),
         }
+    }
+}
+
+/// A rustls error, found directly or inside `io::Error`s (whose `source()` skips the error
+/// they wrap, so the chain walk alone would miss it; hyper-rustls wraps tokio-rustls's
+/// `io::Error` in another one).
+fn tls_error<'a>(mut e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    loop {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        e = e.downcast_ref::<std::io::Error>()?.get_ref()?;
     }
 }
 
@@ -230,7 +376,7 @@ struct Connector(Arc<ConnectorInner>);
 struct ConnectorInner {
     resolver: Arc<Resolver>,
     /// Connect here instead of the target: a parent proxy.
-    parent: Option<(String, u16)>,
+    parent: Option<UpstreamProxy>,
     connect_timeout: Duration,
     own_addrs: Arc<[SocketAddr]>,
 }
@@ -252,13 +398,38 @@ impl tower_service::Service<Uri> for Connector {
 
 impl ConnectorInner {
     async fn connect(&self, uri: &Uri) -> Result<UpstreamIo, ConnectError> {
-        let (host, port) = match &self.parent {
-            Some((h, p)) => (h.clone(), *p),
-            None => target_of(uri)?,
-        };
-        let target = format!("{host}:{port}");
         let deadline = Instant::now() + self.connect_timeout;
-        let addrs = tokio::time::timeout_at(deadline, self.resolver.resolve(&host, port))
+        let Some(parent) = &self.parent else {
+            let (host, port) = target_of(uri)?;
+            let stream = self.tcp(&host, port, deadline).await?;
+            return Ok(UpstreamIo::new(stream, false));
+        };
+        let mut stream = self.tcp(&parent.host, parent.port, deadline).await?;
+        if uri.scheme() != Some(&http::uri::Scheme::HTTPS) {
+            // Plain http goes to the parent in absolute form on this very connection.
+            return Ok(UpstreamIo::new(stream, true));
+        }
+        let (host, port) = target_of(uri)?;
+        let tunnel = open_tunnel(&mut stream, &host, port, parent.authorization.as_ref());
+        match tokio::time::timeout_at(deadline, tunnel).await {
+            Ok(Ok(())) => Ok(UpstreamIo::new(stream, false)),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(ConnectError::Timeout {
+                target: format!("{host}:{port} through the parent proxy"),
+                after: self.connect_timeout,
+            }),
+        }
+    }
+
+    /// A TCP connection to `host:port`, trying each address before the deadline.
+    async fn tcp(
+        &self,
+        host: &str,
+        port: u16,
+        deadline: Instant,
+    ) -> Result<TcpStream, ConnectError> {
+        let target = format!("{host}:{port}");
+        let addrs = tokio::time::timeout_at(deadline, self.resolver.resolve(host, port))
             .await
             .map_err(|_| ConnectError::Timeout {
                 target: target.clone(),
@@ -280,10 +451,7 @@ impl ConnectorInner {
                 Ok(Ok(stream)) => {
                     // Small request heads should not wait for Nagle.
                     let _ = stream.set_nodelay(true);
-                    return Ok(UpstreamIo {
-                        io: TokioIo::new(stream),
-                        proxied: self.parent.is_some(),
-                    });
+                    return Ok(stream);
                 }
                 Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                     last = Some(ConnectError::Refused(*addr));
@@ -297,7 +465,7 @@ impl ConnectorInner {
             }
         }
         Err(last.unwrap_or(ConnectError::Dns {
-            host,
+            host: host.to_string(),
             reason: "no addresses".into(),
         }))
     }
@@ -404,11 +572,68 @@ impl Resolver {
     }
 }
 
-/// A TCP stream that tells the pool whether it leads to a parent proxy (so requests on it
-/// stay in absolute form).
+/// Asks a parent proxy for a tunnel to `host:port` and reads its answer head. Anything
+/// but a 2xx is an error naming the parent's status line.
+async fn open_tunnel(
+    stream: &mut TcpStream,
+    host: &str,
+    port: u16,
+    authorization: Option<&HeaderValue>,
+) -> Result<(), ConnectError> {
+    let authority = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let mut head = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n").into_bytes();
+    if let Some(auth) = authorization {
+        head.extend_from_slice(b"Proxy-Authorization: ");
+        head.extend_from_slice(auth.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    let failed = |reason: String| ConnectError::Other {
+        target: format!("{authority} through the parent proxy"),
+        reason,
+    };
+    stream
+        .write_all(&head)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    // Read byte-wise up to the blank line: anything after it belongs to the tunnel. The
+    // answer is a few dozen bytes, read once per new connection.
+    let mut answer = Vec::with_capacity(128);
+    while !answer.ends_with(b"\r\n\r\n") {
+        if answer.len() > 8192 {
+            return Err(failed("the parent's answer head is too long".into()));
+        }
+        let byte = stream.read_u8().await.map_err(|e| failed(e.to_string()))?;
+        answer.push(byte);
+    }
+    let status_line = answer.split(|b| *b == b'\r').next().unwrap_or_default();
+    let status_line = String::from_utf8_lossy(status_line);
+    let code = status_line.split_whitespace().nth(1).unwrap_or_default();
+    if code.starts_with('2') {
+        Ok(())
+    } else {
+        Err(failed(format!("the parent answered {status_line:?}")))
+    }
+}
+
+/// A TCP stream that tells the pool whether it leads to a parent proxy in plain http (so
+/// requests on it stay in absolute form).
 struct UpstreamIo {
     io: TokioIo<TcpStream>,
     proxied: bool,
+}
+
+impl UpstreamIo {
+    fn new(stream: TcpStream, proxied: bool) -> UpstreamIo {
+        UpstreamIo {
+            io: TokioIo::new(stream),
+            proxied,
+        }
+    }
 }
 
 impl Connection for UpstreamIo {

@@ -11,7 +11,7 @@ use dashmap::DashMap;
 use super::name::valid_session_name;
 use super::{ExchangeGuard, Origin, Session};
 use crate::config::{Config, CookieLimits, SessionSettings};
-use crate::proxy::upstream::Upstream;
+use crate::proxy::upstream::{TlsSetupError, Upstream, UpstreamClient};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RegistryError {
@@ -27,28 +27,33 @@ pub struct Registry {
     dynamic: bool,
     max_sessions: usize,
     limits: CookieLimits,
-    upstream: Arc<Upstream>,
+    /// The upstream client of every session made from the template, built once.
+    template_upstream: UpstreamClient,
 }
 
 impl Registry {
     /// Creates every configured session, `default`, and each session named by
     /// `[[clients]]`, so those exist whether or not sessions on demand are allowed.
-    pub fn new(config: &Config, upstream: Arc<Upstream>) -> Registry {
+    /// Fails if a session's TLS settings cannot be used (a key that does not match its
+    /// certificate, say): better at start than on the first request.
+    pub fn new(config: &Config, upstream: &Upstream) -> Result<Registry, TlsSetupError> {
+        warn_if_unverified("template", &config.template);
         let registry = Registry {
             sessions: DashMap::new(),
             template: Arc::clone(&config.template),
             dynamic: config.proxy.dynamic_sessions,
             max_sessions: config.proxy.max_sessions,
             limits: config.proxy.cookies,
-            upstream,
+            template_upstream: upstream.client_for(&config.template)?,
         };
         for s in &config.sessions {
+            warn_if_unverified(&s.name, &s.settings);
             registry.insert(Session::new(
                 Arc::from(s.name.as_str()),
                 s.secret.clone(),
                 Origin::Configured,
                 Arc::clone(&s.settings),
-                registry.upstream.client_for(&s.settings),
+                upstream.client_for(&s.settings)?,
                 registry.limits,
             ));
         }
@@ -59,7 +64,7 @@ impl Registry {
                 registry.insert(registry.new_from_template(name, Origin::Configured));
             }
         }
-        registry
+        Ok(registry)
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Session>> {
@@ -139,7 +144,7 @@ impl Registry {
             None,
             origin,
             Arc::clone(&self.template),
-            self.upstream.client_for(&self.template),
+            self.template_upstream.clone(),
             self.limits,
         )
     }
@@ -147,5 +152,16 @@ impl Registry {
     fn insert(&self, session: Session) {
         self.sessions
             .insert(Arc::clone(session.name()), Arc::new(session));
+    }
+}
+
+/// `verify = false` is a footgun worth a loud line at every start.
+fn warn_if_unverified(name: &str, settings: &SessionSettings) {
+    if !settings.tls.verify {
+        tracing::warn!(
+            session = name,
+            "TLS certificate verification towards origins is OFF (verify = false): \
+             anyone on the path can impersonate any origin for this session"
+        );
     }
 }

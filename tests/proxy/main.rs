@@ -4,6 +4,7 @@ mod support;
 
 mod cookies;
 mod daemon;
+mod https;
 mod identify;
 mod rewrite;
 mod server;

@@ -155,6 +155,7 @@ async fn origin_handler(req: Request<Incoming>) -> Result<Response<BoxBody>, Inf
             json_response(json!({
                 "method": req.method().as_str(),
                 "uri": req.uri().to_string(),
+                "version": format!("{:?}", req.version()),
                 "headers": headers,
             }))
         }
@@ -163,6 +164,85 @@ async fn origin_handler(req: Request<Incoming>) -> Result<Response<BoxBody>, Inf
         resp.headers_mut().append("set-cookie", c);
     }
     Ok(resp)
+}
+
+/// An HTTPS origin with its own self-signed certificate (for `localhost` and 127.0.0.1),
+/// offering h2 and http/1.1, answering like [`Origin`].
+pub struct TlsOrigin {
+    pub addr: SocketAddr,
+    /// The origin's certificate as a PEM file, for `ca_bundle`.
+    pub ca_file: std::path::PathBuf,
+}
+
+impl TlsOrigin {
+    pub async fn start() -> TlsOrigin {
+        TlsOrigin::start_with(|b| b.with_no_client_auth()).await
+    }
+
+    /// With a custom client-auth step (mTLS tests).
+    pub async fn start_with(
+        client_auth: impl FnOnce(
+            rustls::ConfigBuilder<rustls::ServerConfig, rustls::WantsVerifier>,
+        ) -> rustls::ConfigBuilder<
+            rustls::ServerConfig,
+            rustls::server::WantsServerCert,
+        >,
+    ) -> TlsOrigin {
+        let rcgen::CertifiedKey { cert, signing_key } = rcgen::generate_simple_self_signed(vec![
+            "localhost".to_string(),
+            "127.0.0.1".to_string(),
+        ])
+        .unwrap();
+        let ca_file = temp_path("origin-ca.pem");
+        std::fs::write(&ca_file, cert.pem()).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::try_from(signing_key.serialize_der()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap();
+        let mut config = client_auth(builder)
+            .with_single_cert(vec![cert.der().clone()], key)
+            .unwrap();
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let _ = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection_with_upgrades(TokioIo::new(tls), service_fn(origin_handler))
+                    .await;
+                });
+            }
+        });
+        TlsOrigin { addr, ca_file }
+    }
+
+    /// `https://localhost:PORT{path}`
+    pub fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{}", self.addr.port(), path)
+    }
+}
+
+/// A unique path in the temp directory.
+pub fn temp_path(name: &str) -> std::path::PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    std::env::temp_dir().join(format!(
+        "sessiond-test-{}-{}-{name}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    ))
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<BoxBody> {
