@@ -59,6 +59,8 @@ fn text(status: StatusCode, body: String) -> Response<ProxyBody> {
 mod tests {
     use super::*;
     use crate::Config;
+    use crate::certs::{CertAuthority, Minter};
+    use crate::connect::Tunnels;
     use crate::proxy::identify::Identifier;
     use crate::proxy::upstream::Upstream;
     use crate::session::Registry;
@@ -66,11 +68,20 @@ mod tests {
     fn admin() -> Admin {
         let config = Config::defaults();
         let upstream = Upstream::new(&config.upstream, Vec::new());
-        Admin::new(Arc::new(Proxy::new(Identifier {
+        let tunnels = Tunnels {
+            builder: Arc::new(hyper_util::server::conn::auto::Builder::new(
+                hyper_util::rt::TokioExecutor::new(),
+            )),
+            head_timeout: std::time::Duration::from_secs(1),
+            tls: config.tls.clone(),
+            minter: Minter::new(Arc::new(CertAuthority::generate().unwrap())),
+        };
+        let identifier = Identifier {
             registry: Registry::new(&config, &upstream).unwrap(),
             clients: Vec::new(),
             require_auth: false,
-        })))
+        };
+        Admin::new(Arc::new(Proxy::new(identifier, tunnels)))
     }
 
     fn get(path: &str) -> Request<()> {

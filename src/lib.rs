@@ -4,6 +4,8 @@
 //!
 //! - [`config`] — TOML as written → validated [`config::Config`]; errors name the key.
 //! - [`server`] — listeners, connection limit, hyper-util auto builder, graceful shutdown.
+//! - [`connect`] — CONNECT tunnels: sniffing, TLS interception, blind copies.
+//! - [`certs`] — the local CA and per-host leaf certificates; the only code touching CA keys.
 //! - [`proxy`] — the pipeline: identify → target → rewrite → upstream → record → body.
 //! - [`session`] — sessions, the registry, the cookie jar rules (no I/O).
 //! - [`hosts`] — host patterns used by credentials and egress rules.
@@ -11,7 +13,9 @@
 //! - [`admin`] — the admin API.
 
 pub mod admin;
+pub mod certs;
 pub mod config;
+pub mod connect;
 pub mod error;
 pub mod hosts;
 pub mod proxy;

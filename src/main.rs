@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use sessiond::certs::CertAuthority;
 use sessiond::{Config, Daemon};
 
 /// Exit code for a configuration that cannot be used (EX_USAGE).
@@ -37,6 +38,13 @@ enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Print the local CA certificate (PEM) for clients to trust, creating the CA if there
+    /// is none yet.
+    Ca {
+        /// Configuration file; without one the built-in defaults apply.
+        #[arg(short, long)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -50,6 +58,7 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     match cli.command.unwrap_or(Command::Run { config: None }) {
         Command::Check { config } => check(&config),
+        Command::Ca { config } => ca(config.as_deref()),
         Command::Run { config } => {
             let config = match load(config.as_deref()) {
                 Ok(c) => c,
@@ -101,6 +110,34 @@ fn check(path: &std::path::Path) -> ExitCode {
         Err(e) => {
             eprintln!("{}: {e}", path.display());
             ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+/// `sessiond ca`: the PEM on stdout and nothing else, so `sessiond ca > ca.pem` works.
+fn ca(path: Option<&std::path::Path>) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let ca = match CertAuthority::load_or_create(&config.tls) {
+        Ok(ca) => ca,
+        Err(e) => {
+            eprintln!("sessiond: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Not `print!`, which panics when stdout is a closed pipe.
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(ca.cert_pem().as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sessiond: cannot write the certificate: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -23,12 +23,14 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::admin;
+use crate::certs::{CertAuthority, CertError, Minter};
 use crate::config::{ClientRule, Config};
+use crate::connect::Tunnels;
 use crate::proxy::identify::Identifier;
 use crate::proxy::upstream::Upstream;
 use crate::proxy::{ConnInfo, Proxy};
@@ -50,10 +52,13 @@ pub enum StartError {
     LocalAddr(std::io::Error),
     #[error(transparent)]
     Tls(#[from] crate::proxy::upstream::TlsSetupError),
+    #[error("local CA: {0}")]
+    Ca(#[from] CertError),
 }
 
 /// A running daemon: its bound addresses and the handle to stop it.
 pub struct Daemon {
+    ca: Arc<CertAuthority>,
     proxy_addrs: Vec<SocketAddr>,
     session_addrs: Vec<(String, SocketAddr)>,
     admin_addr: SocketAddr,
@@ -98,17 +103,26 @@ impl Daemon {
         let admin_addr = local_addr(&admin_listener)?;
         own.push(admin_addr);
 
+        let ca = Arc::new(CertAuthority::load_or_create(&config.tls)?);
         let upstream = Upstream::new(&config.upstream, own);
         let registry = Registry::new(&config, &upstream)?;
-        let proxy = Arc::new(Proxy::new(Identifier {
-            registry,
-            clients: config.clients.clone(),
-            require_auth: config.proxy.require_auth,
-        }));
+        let builder = Arc::new(server_builder(&config));
+        let proxy = Arc::new(Proxy::new(
+            Identifier {
+                registry,
+                clients: config.clients.clone(),
+                require_auth: config.proxy.require_auth,
+            },
+            Tunnels {
+                builder: Arc::clone(&builder),
+                head_timeout: config.proxy.request_head_timeout,
+                tls: config.tls.clone(),
+                minter: Minter::new(Arc::clone(&ca)),
+            },
+        ));
 
         let max_connections = u32::try_from(config.proxy.max_connections).unwrap_or(u32::MAX >> 3);
         let permits = Arc::new(Semaphore::new(max_connections as usize));
-        let builder = Arc::new(server_builder(&config));
         let (shutdown, _) = watch::channel(false);
         let mut accept_loops = JoinSet::new();
 
@@ -133,13 +147,16 @@ impl Daemon {
             };
             let proxy = Arc::clone(&proxy);
             let session = bound.session;
-            let make = move |peer: SocketAddr, activity: Arc<Activity>| {
+            let make = move |accepted: Accepted| {
                 let proxy = Arc::clone(&proxy);
                 let conn = Arc::new(ConnInfo {
-                    peer,
+                    peer: accepted.peer,
                     listener_session: session.clone(),
-                    client_allowed: gate.admits(peer),
-                    activity,
+                    client_allowed: gate.admits(accepted.peer),
+                    tunnel: None,
+                    activity: accepted.activity,
+                    slot: accepted.slot,
+                    shutdown: accepted.shutdown,
                 });
                 service_fn(move |req: Request<Incoming>| {
                     let proxy = Arc::clone(&proxy);
@@ -166,17 +183,18 @@ impl Daemon {
             Arc::new(Semaphore::new(ADMIN_MAX_CONNECTIONS)),
             shutdown.subscribe(),
             Arc::clone(&builder),
-            move |peer, activity: Arc<Activity>| {
+            move |accepted: Accepted| {
                 let admin = Arc::clone(&admin_state);
                 service_fn(move |req| {
-                    let _busy = activity.begin();
-                    let resp = admin.handle(req, peer);
+                    let _busy = accepted.activity.begin();
+                    let resp = admin.handle(req, accepted.peer);
                     async move { Ok::<_, Infallible>(resp) }
                 })
             },
         ));
 
         Ok(Daemon {
+            ca,
             proxy_addrs,
             session_addrs,
             admin_addr,
@@ -212,6 +230,11 @@ impl Daemon {
         self.admin_addr
     }
 
+    /// The local CA that signs the certificates of intercepted hosts.
+    pub fn ca(&self) -> &CertAuthority {
+        &self.ca
+    }
+
     pub fn registry(&self) -> &Registry {
         self.proxy.registry()
     }
@@ -234,6 +257,16 @@ impl Daemon {
     }
 }
 
+/// What the accept loop hands to a connection's service.
+pub struct Accepted {
+    /// Canonical (see [`canonical`]).
+    pub peer: SocketAddr,
+    pub activity: Arc<Activity>,
+    /// The connection's place under `proxy.max_connections`.
+    pub slot: Arc<OwnedSemaphorePermit>,
+    pub shutdown: watch::Receiver<bool>,
+}
+
 /// What one client connection is doing, for its idle timeout: exchanges in progress and
 /// when the last one started or ended. hyper times out an idle HTTP/1.1 connection itself,
 /// but HTTP/2 has no such limit: without this a client could hold a connection slot open
@@ -247,14 +280,6 @@ pub struct Activity {
 }
 
 impl Activity {
-    fn new() -> Activity {
-        Activity {
-            active: AtomicUsize::new(0),
-            last_ms: AtomicU64::new(0),
-            born: tokio::time::Instant::now(),
-        }
-    }
-
     /// Marks an exchange in progress until the guard is dropped.
     pub fn begin(self: &Arc<Self>) -> ActiveGuard {
         self.active.fetch_add(1, Ordering::Relaxed);
@@ -282,6 +307,16 @@ impl Activity {
                 limit - since_last
             };
             tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+impl Default for Activity {
+    fn default() -> Activity {
+        Activity {
+            active: AtomicUsize::new(0),
+            last_ms: AtomicU64::new(0),
+            born: tokio::time::Instant::now(),
         }
     }
 }
@@ -366,7 +401,7 @@ async fn accept_loop<M, S, B>(
     builder: Arc<auto::Builder<TokioExecutor>>,
     make_service: M,
 ) where
-    M: Fn(SocketAddr, Arc<Activity>) -> S,
+    M: Fn(Accepted) -> S,
     S: hyper::service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
         + Send
         + 'static,
@@ -404,25 +439,35 @@ async fn accept_loop<M, S, B>(
                 }
             }
         };
-        let activity = Arc::new(Activity::new());
-        let service = make_service(canonical(peer), Arc::clone(&activity));
+        let _ = stream.set_nodelay(true);
+        let activity = Arc::new(Activity::default());
+        let service = make_service(Accepted {
+            peer: canonical(peer),
+            activity: Arc::clone(&activity),
+            slot: Arc::new(permit),
+            shutdown: shutdown.clone(),
+        });
         let builder = Arc::clone(&builder);
         let shutdown = shutdown.clone();
+        // The permit lives in the service (and in any tunnel made from the connection),
+        // so a connection counts against the limit until its last use ends.
         tokio::spawn(async move {
             serve(stream, &builder, head_timeout, &activity, service, shutdown).await;
-            drop(permit);
         });
     }
 }
 
-async fn serve<S, B>(
-    stream: TcpStream,
+/// Serves HTTP (1.1 or 2, told apart by the preface) on one client connection, or on a
+/// decrypted tunnel, until it ends, goes idle, or shutdown asks it to finish.
+pub(crate) async fn serve<I, S, B>(
+    stream: I,
     builder: &auto::Builder<TokioExecutor>,
     head_timeout: Duration,
     activity: &Activity,
     service: S,
     mut shutdown: watch::Receiver<bool>,
 ) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     S: hyper::service::Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
         + Send
         + 'static,
@@ -431,7 +476,6 @@ async fn serve<S, B>(
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let _ = stream.set_nodelay(true);
     // hyper-util's protocol sniffing has no timeout of its own: read the first bytes here,
     // under the head timeout, so a client that connects and says nothing cannot hold a
     // connection slot forever. hyper then reads them again from the prefix.
@@ -471,7 +515,10 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Reads until the protocol is decided: the whole h2 preface, or a byte that rules it
 /// out. `None` if the client closes, errs or stays silent past `timeout`.
-async fn read_preface(mut stream: TcpStream, timeout: Duration) -> Option<Prefixed> {
+async fn read_preface<I>(mut stream: I, timeout: Duration) -> Option<Prefixed<I>>
+where
+    I: AsyncRead + Unpin,
+{
     let deadline = tokio::time::Instant::now() + timeout;
     let mut prefix = BytesMut::with_capacity(H2_PREFACE.len());
     while prefix.len() < H2_PREFACE.len() && H2_PREFACE.starts_with(&prefix) {
@@ -484,19 +531,22 @@ async fn read_preface(mut stream: TcpStream, timeout: Duration) -> Option<Prefix
             }
         }
     }
-    Some(Prefixed {
-        prefix: prefix.freeze(),
-        stream,
-    })
+    Some(Prefixed::new(prefix.freeze(), stream))
 }
 
 /// A stream whose first bytes were already read: they are served again before the rest.
-struct Prefixed {
+pub(crate) struct Prefixed<I> {
     prefix: Bytes,
-    stream: TcpStream,
+    stream: I,
 }
 
-impl AsyncRead for Prefixed {
+impl<I> Prefixed<I> {
+    pub(crate) fn new(prefix: Bytes, stream: I) -> Prefixed<I> {
+        Prefixed { prefix, stream }
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Prefixed<I> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -512,7 +562,7 @@ impl AsyncRead for Prefixed {
     }
 }
 
-impl AsyncWrite for Prefixed {
+impl<I: AsyncWrite + Unpin> AsyncWrite for Prefixed<I> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

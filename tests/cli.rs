@@ -1,6 +1,6 @@
 //! The real `sessiond` binary, driven as a user or a service manager would: exit codes,
-//! what it prints, that a bad file stops it before any port is bound, JSON logs, and a
-//! graceful stop on SIGTERM.
+//! what it prints, that a bad file stops it before any port is bound, `sessiond ca`, JSON
+//! logs, and a graceful stop on SIGTERM.
 //!
 //! Nothing here sleeps to synchronise: the tests wait on exit statuses and log lines, each
 //! with a deadline, and a daemon left running by a failed assertion is killed by its guard.
@@ -381,6 +381,87 @@ fn http_get(addr: SocketAddr, path: &str) -> String {
         .read_to_string(&mut response)
         .expect("read the response");
     response
+}
+
+/// A directory path in the temp dir, removed with its contents when dropped. The directory
+/// itself is left for the code under test to create.
+struct TempDirPath(PathBuf);
+
+impl TempDirPath {
+    fn new(name: &str) -> TempDirPath {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        TempDirPath(std::env::temp_dir().join(format!(
+            "sessiond-cli-{name}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        )))
+    }
+}
+
+impl Drop for TempDirPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn ca_prints_the_certificate_it_creates_then_the_same_one() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let state = TempDirPath::new("ca-state");
+    let config = TempConfig::new(&format!(
+        "[proxy]\nstate_dir = {:?}\n",
+        state.0.display().to_string()
+    ));
+
+    let first = run_to_exit(sessiond().arg("ca").arg("-c").arg(config.path()));
+    assert!(first.status.success(), "stderr: {}", stderr(&first));
+    let pem = String::from_utf8_lossy(&first.stdout).into_owned();
+    assert!(
+        pem.starts_with("-----BEGIN CERTIFICATE-----\n"),
+        "stdout: {pem}"
+    );
+    assert!(
+        pem.ends_with("-----END CERTIFICATE-----\n"),
+        "stdout: {pem}"
+    );
+    assert!(
+        stderr(&first).contains("created a local CA"),
+        "stderr: {}",
+        stderr(&first)
+    );
+    let key = state.0.join("ca.key");
+    let mode = std::fs::metadata(&key)
+        .expect("ca.key exists")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let key_pem = std::fs::read_to_string(&key).unwrap();
+    let key_line = key_pem.lines().nth(1).expect("a key body");
+    assert!(!pem.contains(key_line) && !stderr(&first).contains(key_line));
+
+    let second = run_to_exit(sessiond().arg("ca").arg("-c").arg(config.path()));
+    assert!(second.status.success(), "stderr: {}", stderr(&second));
+    assert_eq!(String::from_utf8_lossy(&second.stdout), pem, "the same CA");
+    assert!(!stderr(&second).contains("created a local CA"));
+    assert_eq!(std::fs::read_to_string(&key).unwrap(), key_pem);
+}
+
+#[test]
+fn ca_with_missing_configured_files_exits_1_naming_the_file() {
+    let dir = TempDirPath::new("ca-missing");
+    let config = TempConfig::new(&format!(
+        "[tls]\nca_cert = {:?}\nca_key = {:?}\n",
+        dir.0.join("mine.crt").display().to_string(),
+        dir.0.join("mine.key").display().to_string()
+    ));
+
+    let output = run_to_exit(sessiond().arg("ca").arg("-c").arg(config.path()));
+
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "stderr: {err}");
+    assert!(err.contains("mine.crt"), "stderr: {err}");
+    assert!(output.stdout.is_empty());
+    assert!(!dir.0.exists(), "a configured CA is never created");
 }
 
 #[test]

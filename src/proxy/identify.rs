@@ -1,7 +1,8 @@
 //! Which session a request belongs to. The first source that names one decides:
-//! `X-Session`, the user of `Proxy-Authorization: Basic`, the listener's own session, the
-//! client's address in `[[clients]]`, then `default`. Then the gate: a session with a
-//! secret needs it (unless reached through its own listener or a `[[clients]]` match), and
+//! `X-Session`, the user of `Proxy-Authorization: Basic`, (inside a tunnel) the session its
+//! CONNECT chose, the listener's own session, the client's address in `[[clients]]`, then
+//! `default`. Then the gate: a session with a secret needs it (unless reached through its
+//! own listener, a `[[clients]]` match, or a CONNECT already admitted to it), and
 //! `require_auth` needs the selected session's secret on every request.
 
 use std::net::IpAddr;
@@ -45,7 +46,9 @@ impl Identifier {
             None => creds.as_ref().map(|c| c.user.as_str()),
         };
         let client_rule = self.client_rule(conn.peer.ip());
+        let tunnel_session = conn.tunnel.as_ref().map(|t| &*t.session);
         let name: &str = explicit
+            .or(tunnel_session)
             .or(conn.listener_session.as_deref())
             .or(client_rule.map(|r| r.session.as_str()))
             .unwrap_or("default");
@@ -68,9 +71,12 @@ impl Identifier {
         };
         let session = guard.session();
 
-        let secret_ok = session
-            .secret()
-            .is_some_and(|s| password.is_some_and(|p| s.matches(p)));
+        // Inside a tunnel, the session its CONNECT was admitted to needs no second proof.
+        let admitted_by_connect = tunnel_session == Some(name);
+        let secret_ok = admitted_by_connect
+            || session
+                .secret()
+                .is_some_and(|s| password.is_some_and(|p| s.matches(p)));
         if self.require_auth && !secret_ok {
             return Err(auth_required());
         }

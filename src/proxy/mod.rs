@@ -28,9 +28,12 @@ use body::{ProxyBody, Tracked};
 use identify::Identifier;
 use record::ExchangeLog;
 
+use crate::connect::{self, Tunnels};
 use crate::error::ProxyError;
+use crate::hosts;
 use crate::server::Activity;
 use crate::session::Session;
+use tokio::sync::{OwnedSemaphorePermit, watch};
 
 /// Where a request came from: fixed for the life of a client connection.
 #[derive(Debug, Clone)]
@@ -41,18 +44,39 @@ pub struct ConnInfo {
     pub listener_session: Option<Arc<str>>,
     /// False on a non-loopback listener for a peer no `[[clients]]` entry admits.
     pub client_allowed: bool,
+    /// Set on the connections decrypted (or read in plain) inside a CONNECT tunnel.
+    pub tunnel: Option<TunnelInfo>,
     /// The connection's activity, for its idle timeout.
     pub activity: Arc<Activity>,
+    /// The connection's place under `proxy.max_connections`, shared with its tunnel.
+    pub slot: Arc<OwnedSemaphorePermit>,
+    /// Becomes true when the daemon shuts down.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// What a request inside a tunnel inherits from its CONNECT.
+#[derive(Debug, Clone)]
+pub struct TunnelInfo {
+    /// The session the CONNECT was admitted to (its secret, if any, already checked).
+    pub session: Arc<str>,
+    /// `https` for a decrypted tunnel, `http` for plaintext inside CONNECT.
+    pub scheme: http::uri::Scheme,
+    /// The CONNECT target: every request in the tunnel goes there, whatever its Host says.
+    pub authority: http::uri::Authority,
 }
 
 /// The pipeline's shared state.
 pub struct Proxy {
     identifier: Identifier,
+    tunnels: Arc<Tunnels>,
 }
 
 impl Proxy {
-    pub fn new(identifier: Identifier) -> Proxy {
-        Proxy { identifier }
+    pub fn new(identifier: Identifier, tunnels: Tunnels) -> Proxy {
+        Proxy {
+            identifier,
+            tunnels: Arc::new(tunnels),
+        }
     }
 
     pub fn registry(&self) -> &crate::session::Registry {
@@ -60,37 +84,95 @@ impl Proxy {
     }
 
     /// Runs one exchange. Never fails: errors become the proxy's own responses.
-    pub async fn handle(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<ProxyBody> {
+    pub async fn handle(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+        conn: &Arc<ConnInfo>,
+    ) -> Response<ProxyBody> {
         let mut log = ExchangeLog::new(req.method().clone(), req.uri().clone(), Instant::now());
         log.set_connection(conn.activity.begin());
+        if req.method() == Method::CONNECT && conn.tunnel.is_none() {
+            return self.connect(req, conn, log);
+        }
         match self.exchange(req, conn, &mut log).await {
             Ok((head, body, read_timeout)) => {
                 log.set_status(head.status.as_u16());
                 let body = Tracked::new(body, read_timeout, log);
                 Response::from_parts(head, ProxyBody::Upstream(Box::new(body)))
             }
-            Err(err) => {
-                let resp = err.to_response();
-                log.set_status(resp.status().as_u16());
-                log.set_outcome("proxy error");
-                tracing::warn!(peer = %conn.peer, error = %err, "request failed");
-                resp
-            }
+            Err(err) => self.refuse(err, conn, log),
         }
+    }
+
+    /// CONNECT: identify the session, check the target, answer `200` and hand the
+    /// upgraded connection to a tunnel task, which owns the access line from then on.
+    fn connect(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+        conn: &Arc<ConnInfo>,
+        mut log: ExchangeLog,
+    ) -> Response<ProxyBody> {
+        let admitted = self
+            .identifier
+            .identify(req.headers(), conn)
+            .and_then(|guard| {
+                let target = connect::connect_target(req.uri())?;
+                let host = target.host().trim_start_matches('[').trim_end_matches(']');
+                check_host(guard.session(), &host.to_ascii_lowercase())?;
+                Ok((guard, target))
+            });
+        let (guard, target) = match admitted {
+            Ok(ok) => ok,
+            Err(err) => return self.refuse(err, conn, log),
+        };
+        let session = Arc::clone(guard.session());
+        log.set_session(guard);
+        log.set_status(200);
+        let proxy = Arc::clone(self);
+        let tunnels = Arc::clone(&self.tunnels);
+        let conn = Arc::clone(conn);
+        tokio::spawn(async move {
+            match hyper::upgrade::on(req).await {
+                Ok(upgraded) => {
+                    tunnels
+                        .run(proxy, upgraded, target, conn, session, log)
+                        .await
+                }
+                Err(e) => tracing::debug!(error = %e, "CONNECT was not upgraded"),
+            }
+        });
+        Response::new(ProxyBody::empty())
+    }
+
+    /// The proxy's own answer to a failed exchange, with its log lines.
+    fn refuse(
+        &self,
+        err: ProxyError,
+        conn: &ConnInfo,
+        mut log: ExchangeLog,
+    ) -> Response<ProxyBody> {
+        let resp = err.to_response();
+        log.set_status(resp.status().as_u16());
+        log.set_outcome("proxy error");
+        tracing::warn!(peer = %conn.peer, error = %err, "request failed");
+        resp
     }
 
     /// The stages, in order. Returns the response head and body ready for the client.
     async fn exchange(
         &self,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         conn: &ConnInfo,
         log: &mut ExchangeLog,
     ) -> Result<(http::response::Parts, Incoming, Duration), ProxyError> {
         let guard = self.identifier.identify(req.headers(), conn)?;
         let session = Arc::clone(guard.session());
         log.set_session(guard);
+        if let Some(tunnel) = &conn.tunnel {
+            *req.uri_mut() = connect::tunnel_uri(tunnel, req.uri())?;
+        }
         let url = target_url(&req)?;
-        check_hosts(&session, &url)?;
+        check_host(&session, hosts::url_host(&url))?;
 
         let (mut parts, body) = req.into_parts();
         rewrite::strip_hop_by_hop(&mut parts.headers);
@@ -119,9 +201,7 @@ impl Proxy {
 /// The absolute-form target as a URL (the jar and host rules need its parts).
 fn target_url(req: &Request<Incoming>) -> Result<Url, ProxyError> {
     if req.method() == Method::CONNECT {
-        return Err(ProxyError::NotImplemented(
-            "CONNECT (HTTPS through the proxy)",
-        ));
+        return Err(ProxyError::BadRequest("CONNECT inside a tunnel".into()));
     }
     let uri = req.uri();
     match uri.scheme_str() {
@@ -157,9 +237,8 @@ fn target_url(req: &Request<Incoming>) -> Result<Url, ProxyError> {
 }
 
 /// The session's egress rules: `deny_hosts` always wins; with `allow_hosts`, only those.
-fn check_hosts(session: &Session, url: &Url) -> Result<(), ProxyError> {
+fn check_host(session: &Session, host: &str) -> Result<(), ProxyError> {
     let settings = session.settings();
-    let host = crate::hosts::url_host(url);
     let allowed = !settings.deny_hosts.matches(host)
         && settings
             .allow_hosts

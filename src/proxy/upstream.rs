@@ -17,6 +17,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use dashmap::DashMap;
+use http::uri::Authority;
 use http::{HeaderValue, Request, Response, Uri};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
@@ -99,18 +100,18 @@ impl Upstream {
     }
 
     fn build_client(&self, id: ConnIdentity) -> Result<UpstreamClient, TlsSetupError> {
-        let connector = Connector(Arc::new(ConnectorInner {
+        let inner = Arc::new(ConnectorInner {
             resolver: Arc::clone(&self.resolver),
             parent: id.parent.clone(),
             connect_timeout: id.connect_timeout,
             own_addrs: Arc::clone(&self.own_addrs),
-        }));
+        });
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(self.tls_config(&id.tls)?)
             .https_or_http()
             .enable_http1()
             .enable_http2()
-            .wrap_connector(connector);
+            .wrap_connector(Connector(Arc::clone(&inner)));
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(self.idle_timeout)
             .pool_max_idle_per_host(self.max_idle_per_host)
@@ -128,6 +129,7 @@ impl Upstream {
         Ok(UpstreamClient {
             client,
             parent_auth: id.parent.and_then(|p| p.authorization),
+            connector: inner,
         })
     }
 
@@ -234,9 +236,26 @@ pub struct UpstreamClient {
     client: Client<HttpsConnector, Upload>,
     /// `Proxy-Authorization` for the parent proxy, if it has credentials.
     parent_auth: Option<HeaderValue>,
+    /// The same connector the pool uses, for blind tunnels.
+    connector: Arc<ConnectorInner>,
 }
 
 impl UpstreamClient {
+    /// A raw TCP connection to `target` for a blind tunnel, made as the pool would make
+    /// one (pins, loop check, connect timeout, CONNECT through the parent).
+    pub async fn open_tunnel(&self, target: &Authority) -> Result<TcpStream, ProxyError> {
+        let uri = Uri::builder()
+            .scheme(http::uri::Scheme::HTTPS)
+            .authority(target.clone())
+            .path_and_query("/")
+            .build()
+            .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
+        match self.connector.connect(&uri).await {
+            Ok(io) => Ok(io.io.into_inner()),
+            Err(e) => Err(e.to_proxy_error()),
+        }
+    }
+
     /// Sends a request (absolute-form URI) and waits for its response head.
     ///
     /// `timeouts.response` counts from the moment the request body has been sent, so an

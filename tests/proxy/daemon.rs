@@ -36,7 +36,10 @@ impl Spawned {
         ));
         std::fs::write(
             &config,
-            format!("[proxy]\nlisten = [\"127.0.0.1:0\"]\n[admin]\nlisten = \"127.0.0.1:0\"\n{extra_toml}"),
+            format!(
+                "[proxy]\nlisten = [\"127.0.0.1:0\"]\nstate_dir = \"{}\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{extra_toml}",
+                temp_path("state").display()
+            ),
         )
         .unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sessiond"));

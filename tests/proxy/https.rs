@@ -53,3 +53,193 @@ async fn verify_false_skips_certificate_checks() {
     let r = send(proxy.proxy_addr(), get(&origin.url("/echo"))).await;
     assert_eq!(r.status, 200, "{}", r.text());
 }
+
+/// The seed's flow over HTTPS: a cookie set in one intercepted tunnel is sent in the next.
+#[tokio::test]
+async fn cookie_flow_through_intercepted_tunnels() {
+    let origin = TlsOrigin::start().await;
+    let proxy = start(&trusting(&origin)).await;
+    let authority = format!("localhost:{}", origin.addr.port());
+
+    let tls = intercepted(&proxy, &authority, "localhost", &[], &[b"http/1.1"]).await;
+    let mut conn = Conn::over(tls).await;
+    let set = conn
+        .send(inside("/cookies/set/session_id/1234", &authority))
+        .await;
+    assert_eq!(set.status, 302);
+
+    let tls = intercepted(&proxy, &authority, "localhost", &[], &[b"http/1.1"]).await;
+    let mut conn = Conn::over(tls).await;
+    let seen = conn.send(inside("/cookies", &authority)).await;
+    assert_eq!(seen.cookies()["session_id"], "1234");
+}
+
+/// Proxy-Authorization on the CONNECT picks the session for everything in the tunnel,
+/// and that session's headers and credentials are injected inside it.
+#[tokio::test]
+async fn the_connect_chooses_the_session_and_its_treatment_applies_inside() {
+    let origin = TlsOrigin::start().await;
+    let proxy = start(&format!(
+        r#"{}
+[sessions.vault]
+secret = "s3cret"
+headers = {{ "X-Which" = "vault" }}
+[[sessions.vault.auth]]
+scheme = "bearer"
+token = "inside-token"
+hosts = ["localhost"]
+"#,
+        trusting(&origin)
+    ))
+    .await;
+    let authority = format!("localhost:{}", origin.addr.port());
+
+    let (refused, _) =
+        connect_tunnel(proxy.proxy_addr(), &authority, &[("X-Session", "vault")]).await;
+    assert_eq!(refused, 407);
+
+    let auth = proxy_auth("vault", "s3cret");
+    let tls = intercepted(
+        &proxy,
+        &authority,
+        "localhost",
+        &[("Proxy-Authorization", &auth)],
+        &[],
+    )
+    .await;
+    let mut conn = Conn::over(tls).await;
+    let r = conn.send(inside("/echo", &authority)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.seen("x-which"), ["vault"]);
+    assert_eq!(r.seen("authorization"), ["Bearer inside-token"]);
+    assert!(r.seen("proxy-authorization").is_empty());
+    assert_eq!(r.seen("via"), ["1.1 sessiond"]);
+}
+
+/// `X-Session` inside a tunnel overrides the CONNECT's session, under the secret rule.
+#[tokio::test]
+async fn x_session_inside_a_tunnel_overrides_with_the_secret_rule() {
+    let origin = TlsOrigin::start().await;
+    let proxy = start(&format!(
+        "{}\n[sessions.other]\nheaders = {{ \"X-Which\" = \"other\" }}\n[sessions.vault]\nsecret = \"pw\"\n",
+        trusting(&origin)
+    ))
+    .await;
+    let authority = format!("localhost:{}", origin.addr.port());
+    let tls = intercepted(&proxy, &authority, "localhost", &[], &[]).await;
+    let mut conn = Conn::over(tls).await;
+    let other = conn
+        .send(inside("/echo", &authority).header("x-session", "other"))
+        .await;
+    assert_eq!(other.seen("x-which"), ["other"]);
+    let vault = conn
+        .send(inside("/echo", &authority).header("x-session", "vault"))
+        .await;
+    assert_eq!(vault.status, 407);
+}
+
+/// A client that offers h2 gets h2 from sessiond, and the origin gets h2 from sessiond.
+#[tokio::test]
+async fn h2_inside_the_tunnel_and_to_the_origin() {
+    let origin = TlsOrigin::start().await;
+    let proxy = start(&trusting(&origin)).await;
+    let authority = format!("localhost:{}", origin.addr.port());
+    let tls = intercepted(&proxy, &authority, "localhost", &[], &[b"h2", b"http/1.1"]).await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = Request::builder()
+        .uri(format!("https://{authority}/echo"))
+        .header("cookie", "a=1")
+        .body(Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.version(), http::Version::HTTP_2);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let echo: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(echo["version"], "HTTP/2.0");
+}
+
+/// A passthrough host is a blind tunnel: the client sees the origin's own certificate.
+#[tokio::test]
+async fn passthrough_hosts_are_not_decrypted() {
+    let origin = TlsOrigin::start().await;
+    let proxy = start("[tls]\npassthrough = [\"localhost\"]\n").await;
+    let authority = format!("localhost:{}", origin.addr.port());
+    let (status, stream) = connect_tunnel(proxy.proxy_addr(), &authority, &[]).await;
+    assert_eq!(status, 200);
+    let origin_cert = std::fs::read(&origin.ca_file).unwrap();
+    let origin_cert = rustls::pki_types::pem::PemObject::from_pem_slice(&origin_cert).unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = tls_connector(&[origin_cert], &[b"http/1.1"])
+        .connect(name, stream)
+        .await
+        .expect("the origin's own certificate comes through");
+    let mut conn = Conn::over(tls).await;
+    let r = conn.send(inside("/echo", &authority)).await;
+    assert!(
+        r.seen("via").is_empty(),
+        "a passthrough request was rewritten"
+    );
+}
+
+/// Plain HTTP inside CONNECT (old Node clients) gets the session treatment too.
+#[tokio::test]
+async fn plaintext_http_inside_connect() {
+    let origin = Origin::start().await;
+    let proxy = start("").await;
+    let authority = origin.addr.to_string();
+    let (status, stream) = connect_tunnel(proxy.proxy_addr(), &authority, &[]).await;
+    assert_eq!(status, 200);
+    let mut conn = Conn::over(stream).await;
+    let set = conn
+        .send(inside("/cookies/set/plain/yes", &authority))
+        .await;
+    assert_eq!(set.status, 302);
+    let seen = send(proxy.proxy_addr(), get(&origin.url("/cookies"))).await;
+    assert_eq!(seen.cookies()["plain"], "yes");
+}
+
+/// A client that does not trust the CA fails its handshake; the daemon serves on.
+#[tokio::test]
+async fn an_untrusting_client_does_not_stop_the_daemon() {
+    let origin = TlsOrigin::start().await;
+    let proxy = start(&trusting(&origin)).await;
+    let authority = format!("localhost:{}", origin.addr.port());
+    let (status, stream) = connect_tunnel(proxy.proxy_addr(), &authority, &[]).await;
+    assert_eq!(status, 200);
+    // This client trusts only the origin's certificate, not sessiond's CA.
+    let origin_cert = std::fs::read(&origin.ca_file).unwrap();
+    let origin_cert = rustls::pki_types::pem::PemObject::from_pem_slice(&origin_cert).unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let refused = tls_connector(&[origin_cert], &[])
+        .connect(name, stream)
+        .await;
+    assert!(
+        refused.is_err(),
+        "a client that does not trust the CA completed the handshake"
+    );
+
+    let tls = intercepted(&proxy, &authority, "localhost", &[], &[]).await;
+    let mut conn = Conn::over(tls).await;
+    assert_eq!(conn.send(inside("/echo", &authority)).await.status, 200);
+}
+
+/// Inside a tunnel, an origin certificate sessiond does not trust is a 502 naming why.
+#[tokio::test]
+async fn a_bad_origin_certificate_inside_a_tunnel_is_502() {
+    let origin = TlsOrigin::start().await;
+    let proxy = start("").await;
+    let authority = format!("localhost:{}", origin.addr.port());
+    let tls = intercepted(&proxy, &authority, "localhost", &[], &[]).await;
+    let mut conn = Conn::over(tls).await;
+    let r = conn.send(inside("/echo", &authority)).await;
+    assert_eq!(r.status, 502);
+    assert!(r.text().contains("certificate"), "{}", r.text());
+}

@@ -295,6 +295,11 @@ pub fn config(toml: &str) -> Config {
     let any = SocketAddr::from(([127, 0, 0, 1], 0));
     config.proxy.listen = vec![any];
     config.admin.listen = any;
+    // Each daemon gets its own CA, never one in the working directory.
+    let dir = temp_path("state");
+    config.tls.ca_cert = dir.join("ca.pem");
+    config.tls.ca_key = dir.join("ca.key");
+    config.tls.ca_configured = false;
     for s in &mut config.sessions {
         for a in &mut s.listen {
             *a = any;
@@ -371,7 +376,15 @@ pub struct Conn {
 impl Conn {
     pub async fn open(proxy: SocketAddr) -> Conn {
         let stream = TcpStream::connect(proxy).await.expect("connect to proxy");
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        Conn::over(stream).await
+    }
+
+    /// HTTP/1.1 over any stream (a tunnel, a TLS session inside one).
+    pub async fn over<I>(io: I) -> Conn
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
             .await
             .unwrap();
         tokio::spawn(conn);
@@ -405,4 +418,77 @@ impl Conn {
             .await
             .expect("proxy answers")
     }
+}
+
+/// Opens a CONNECT tunnel to `authority` through the proxy with extra request headers, and
+/// returns the proxy's status and, on 200, the stream.
+pub async fn connect_tunnel(
+    proxy: SocketAddr,
+    authority: &str,
+    headers: &[(&str, &str)],
+) -> (u16, TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = TcpStream::connect(proxy).await.unwrap();
+    let mut head = format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    while !answer.ends_with(b"\r\n\r\n") {
+        answer.push(
+            stream
+                .read_u8()
+                .await
+                .expect("the proxy answers the CONNECT"),
+        );
+    }
+    let text = String::from_utf8_lossy(&answer);
+    let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, stream)
+}
+
+/// A TLS client trusting only `roots`, offering `alpn`.
+pub fn tls_connector(
+    roots: &[rustls::pki_types::CertificateDer<'static>],
+    alpn: &[&[u8]],
+) -> tokio_rustls::TlsConnector {
+    let mut store = rustls::RootCertStore::empty();
+    for r in roots {
+        store.add(r.clone()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+/// TLS to `server_name` over a CONNECT tunnel, trusting only the daemon's CA.
+pub async fn intercepted(
+    proxy: &Daemon,
+    authority: &str,
+    server_name: &str,
+    headers: &[(&str, &str)],
+    alpn: &[&[u8]],
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let (status, stream) = connect_tunnel(proxy.proxy_addr(), authority, headers).await;
+    assert_eq!(status, 200, "CONNECT {authority}");
+    let name = rustls::pki_types::ServerName::try_from(server_name.to_string()).unwrap();
+    tls_connector(&[proxy.ca().cert_der().clone()], alpn)
+        .connect(name, stream)
+        .await
+        .expect("the client trusts the certificate sessiond made")
+}
+
+/// A request inside a tunnel: origin form, with its Host.
+pub fn inside(path: &str, host: &str) -> http::request::Builder {
+    Request::builder()
+        .method(Method::GET)
+        .uri(path)
+        .header("host", host)
 }
