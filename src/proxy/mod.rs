@@ -20,8 +20,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::{Method, Request, Response, Version};
+use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
 use url::Url;
 
 use body::{ProxyBody, Tracked};
@@ -174,8 +175,17 @@ impl Proxy {
         let url = target_url(&req)?;
         check_host(&session, hosts::url_host(&url))?;
 
+        // A real upgrade (WebSocket and the like) over HTTP/1.1: the client's side of the
+        // switch is taken out of the request before it is forwarded.
+        let upgrade =
+            rewrite::upgrade_of(req.headers()).filter(|_| req.version() == Version::HTTP_11);
+        let client_side = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+
         let (mut parts, body) = req.into_parts();
         rewrite::strip_hop_by_hop(&mut parts.headers);
+        if let Some(protocol) = upgrade {
+            rewrite::keep_upgrade(&mut parts.headers, protocol);
+        }
         parts.headers.remove(rewrite::X_SESSION);
         rewrite::add_via(&mut parts.headers, parts.version);
         rewrite::set_host(&mut parts.headers, &url);
@@ -184,18 +194,50 @@ impl Proxy {
         parts.version = Version::HTTP_11;
 
         let timeouts = session.settings().timeouts;
-        let resp = session
+        let mut resp = session
             .upstream()
-            .send(Request::from_parts(parts, body), &timeouts)
+            .send(
+                Request::from_parts(parts, body),
+                &timeouts,
+                client_side.is_some(),
+            )
             .await?;
 
+        let switched = match client_side {
+            Some(client_side) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                let protocol = rewrite::upgrade_of(resp.headers());
+                splice_upgrade(client_side, hyper::upgrade::on(&mut resp));
+                log.set_outcome("upgraded");
+                protocol
+            }
+            _ => None,
+        };
         let (mut head, body) = resp.into_parts();
         record::store_cookies(&session, &url, &head.headers);
         rewrite::strip_hop_by_hop(&mut head.headers);
+        if let Some(protocol) = switched {
+            rewrite::keep_upgrade(&mut head.headers, protocol);
+        }
         rewrite::add_via(&mut head.headers, head.version);
         head.version = Version::HTTP_11;
         Ok((head, body, timeouts.read))
     }
+}
+
+/// Once both sides have switched protocols, copies bytes between them until either ends.
+fn splice_upgrade(client: hyper::upgrade::OnUpgrade, origin: hyper::upgrade::OnUpgrade) {
+    tokio::spawn(async move {
+        match tokio::try_join!(client, origin) {
+            Ok((client, origin)) => {
+                let mut client = TokioIo::new(client);
+                let mut origin = TokioIo::new(origin);
+                if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut origin).await {
+                    tracing::debug!(error = %e, "upgraded connection ended with an error");
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "protocol switch did not complete"),
+        }
+    });
 }
 
 /// The absolute-form target as a URL (the jar and host rules need its parts).

@@ -9,7 +9,7 @@ use url::Url;
 use crate::session::Session;
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1), plus the
-/// proxy-only ones. `Upgrade` is here too: upgrades are not forwarded yet.
+/// proxy-only ones. `Upgrade` is removed too, and put back for a real upgrade.
 const HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
@@ -46,6 +46,28 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         headers.remove(name);
     }
     headers.remove(header::UPGRADE);
+}
+
+/// The protocol a message asks to switch to: its `Upgrade` value when `Connection` lists
+/// `upgrade`. Call before [`strip_hop_by_hop`], and restore with [`keep_upgrade`].
+pub fn upgrade_of(headers: &HeaderMap) -> Option<HeaderValue> {
+    let asks = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    if asks {
+        headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    }
+}
+
+/// Puts a real upgrade back after the hop-by-hop headers were removed.
+pub fn keep_upgrade(headers: &mut HeaderMap, protocol: HeaderValue) {
+    headers.insert(header::UPGRADE, protocol);
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
 }
 
 /// Appends this proxy to `Via` (RFC 9110 §7.6.3) for a message received as `version`.

@@ -106,13 +106,31 @@ impl Upstream {
             connect_timeout: id.connect_timeout,
             own_addrs: Arc::clone(&self.own_addrs),
         });
+        let tls = self.tls_config(&id.tls)?;
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(self.tls_config(&id.tls)?)
+            .with_tls_config(tls.clone())
             .https_or_http()
             .enable_http1()
             .enable_http2()
             .wrap_connector(Connector(Arc::clone(&inner)));
-        let client = Client::builder(TokioExecutor::new())
+        let http1_connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(Connector(Arc::clone(&inner)));
+        let client = self.client_builder().build(connector);
+        let http1_client = self.client_builder().build(http1_connector);
+        Ok(UpstreamClient {
+            client,
+            http1_client,
+            parent_auth: id.parent.and_then(|p| p.authorization),
+            connector: inner,
+        })
+    }
+
+    fn client_builder(&self) -> hyper_util::client::legacy::Builder {
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
             .pool_idle_timeout(self.idle_timeout)
             .pool_max_idle_per_host(self.max_idle_per_host)
             // Without a pool timer idle connections are only dropped when next touched;
@@ -124,13 +142,8 @@ impl Upstream {
             // Pings find a dead HTTP/2 connection before a request is sent on it.
             .http2_keep_alive_interval(Some(Duration::from_secs(30)))
             .http2_keep_alive_timeout(Duration::from_secs(20))
-            .http2_keep_alive_while_idle(true)
-            .build(connector);
-        Ok(UpstreamClient {
-            client,
-            parent_auth: id.parent.and_then(|p| p.authorization),
-            connector: inner,
-        })
+            .http2_keep_alive_while_idle(true);
+        builder
     }
 
     /// The rustls client configuration for one identity: the system roots plus the
@@ -234,6 +247,8 @@ impl ServerCertVerifier for NoVerification {
 #[derive(Clone)]
 pub struct UpstreamClient {
     client: Client<HttpsConnector, Upload>,
+    /// The same identity without h2 in ALPN, for protocol upgrades.
+    http1_client: Client<HttpsConnector, Upload>,
     /// `Proxy-Authorization` for the parent proxy, if it has credentials.
     parent_auth: Option<HeaderValue>,
     /// The same connector the pool uses, for blind tunnels.
@@ -262,10 +277,13 @@ impl UpstreamClient {
     /// upload of any length is not cut short; for a request without a body that is at
     /// once (and so includes connecting). Inside the request body, `timeouts.read` is the
     /// longest silence allowed from the client.
+    /// An `upgrade` request goes over HTTP/1.1 even to an origin that offers h2: the
+    /// protocol switch only exists there.
     pub async fn send(
         &self,
         req: Request<Incoming>,
         timeouts: &Timeouts,
+        upgrade: bool,
     ) -> Result<Response<Incoming>, ProxyError> {
         let (mut parts, body) = req.into_parts();
         // Through a parent, an http request carries the parent's credentials; an https
@@ -279,7 +297,12 @@ impl UpstreamClient {
         }
         let target = authority_of(&parts.uri);
         let (body, body_sent) = Upload::new(body, timeouts.read);
-        let exchange = self.client.request(Request::from_parts(parts, body));
+        let client = if upgrade {
+            &self.http1_client
+        } else {
+            &self.client
+        };
+        let exchange = client.request(Request::from_parts(parts, body));
         tokio::pin!(exchange);
         if let Some(body_sent) = body_sent {
             // An origin may answer before reading the whole body (a 413, say).

@@ -243,3 +243,30 @@ async fn a_bad_origin_certificate_inside_a_tunnel_is_502() {
     assert_eq!(r.status, 502);
     assert!(r.text().contains("certificate"), "{}", r.text());
 }
+
+/// A WebSocket through an intercepted tunnel: the handshake gets the session's treatment,
+/// then bytes flow both ways.
+#[tokio::test]
+async fn websocket_through_an_intercepted_tunnel() {
+    let origin = TlsOrigin::start().await;
+    let proxy = start(&trusting(&origin)).await;
+    let authority = format!("localhost:{}", origin.addr.port());
+    let tls = intercepted(&proxy, &authority, "localhost", &[], &[b"http/1.1"]).await;
+    websocket_roundtrip(tls, "/ws", &authority, &[]).await;
+}
+
+/// And through a plain absolute-form request.
+#[tokio::test]
+async fn websocket_through_a_plain_request() {
+    let origin = Origin::start().await;
+    let proxy = start("").await;
+    let stream = tokio::net::TcpStream::connect(proxy.proxy_addr())
+        .await
+        .unwrap();
+    let answer =
+        websocket_roundtrip(stream, &origin.url("/ws"), &origin.addr.to_string(), &[]).await;
+    assert!(
+        answer.to_ascii_lowercase().contains("via: 1.1 sessiond"),
+        "{answer}"
+    );
+}

@@ -55,6 +55,7 @@ impl Origin {
                 tokio::spawn(async move {
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service_fn(origin_handler))
+                        .with_upgrades()
                         .await;
                 });
             }
@@ -73,7 +74,39 @@ impl Origin {
     }
 }
 
-async fn origin_handler(req: Request<Incoming>) -> Result<Response<BoxBody>, Infallible> {
+/// `/ws`: a WebSocket handshake (RFC 6455 accept key), then every byte echoed back.
+fn websocket_echo(req: &mut Request<Incoming>) -> Response<BoxBody> {
+    const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    let key = req
+        .headers()
+        .get("sec-websocket-key")
+        .map(|k| k.as_bytes().to_vec())
+        .unwrap_or_default();
+    let digest = ring::digest::digest(
+        &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
+        &[key.as_slice(), GUID.as_bytes()].concat(),
+    );
+    let accept = base64::engine::general_purpose::STANDARD.encode(digest.as_ref());
+    let on_upgrade = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let (mut r, mut w) = tokio::io::split(TokioIo::new(upgraded));
+        let _ = tokio::io::copy(&mut r, &mut w).await;
+    });
+    let mut r = text(StatusCode::SWITCHING_PROTOCOLS, "");
+    let h = r.headers_mut();
+    h.insert("upgrade", "websocket".parse().unwrap());
+    h.insert("connection", "Upgrade".parse().unwrap());
+    h.insert("sec-websocket-accept", accept.parse().unwrap());
+    r
+}
+
+async fn origin_handler(mut req: Request<Incoming>) -> Result<Response<BoxBody>, Infallible> {
+    if req.uri().path() == "/ws" {
+        return Ok(websocket_echo(&mut req));
+    }
     let path = req.uri().path().to_string();
     let set_cookies: Vec<_> = req
         .headers()
@@ -491,4 +524,47 @@ pub fn inside(path: &str, host: &str) -> http::request::Builder {
         .method(Method::GET)
         .uri(path)
         .header("host", host)
+}
+
+/// Sends a WebSocket handshake on `io` (a tunnel, TLS inside one, or a proxy connection
+/// with an absolute-form target), checks the 101, then checks that bytes come back.
+pub async fn websocket_roundtrip<I>(
+    mut io: I,
+    target: &str,
+    host: &str,
+    extra: &[(&str, &str)],
+) -> String
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut head = format!(
+        "GET {target} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+    );
+    for (k, v) in extra {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    io.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    while !answer.ends_with(b"\r\n\r\n") {
+        answer.push(io.read_u8().await.expect("an answer to the handshake"));
+    }
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 101"), "{answer}");
+    // RFC 6455's example key gives this accept value.
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="),
+        "{answer}"
+    );
+    // A masked text frame "hi" goes out; the origin echoes the bytes.
+    let frame = [0x81, 0x82, 1, 2, 3, 4, b'h' ^ 1, b'i' ^ 2];
+    io.write_all(&frame).await.unwrap();
+    let mut echoed = [0u8; 8];
+    io.read_exact(&mut echoed).await.unwrap();
+    assert_eq!(echoed, frame);
+    answer
 }
