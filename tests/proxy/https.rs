@@ -1,5 +1,7 @@
 //! HTTPS: TLS to origins, CONNECT tunnels and interception (SPEC §4).
 
+use std::sync::Arc;
+
 use crate::support::*;
 
 fn trusting(origin: &TlsOrigin) -> String {
@@ -269,4 +271,91 @@ async fn websocket_through_a_plain_request() {
         answer.to_ascii_lowercase().contains("via: 1.1 sessiond"),
         "{answer}"
     );
+}
+
+/// A client CA and a certificate it signed, as PEM files: (CA certificate DER, cert path,
+/// key path).
+fn client_identity() -> (
+    rustls::pki_types::CertificateDer<'static>,
+    std::path::PathBuf,
+    std::path::PathBuf,
+) {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["client.test".to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let cert_path = temp_path("client.pem");
+    let key_path = temp_path("client.key");
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    (ca_cert.der().clone(), cert_path, key_path)
+}
+
+/// A session with `client_cert`/`client_key` reaches an origin that requires one; a
+/// session without gets a 502.
+#[tokio::test]
+async fn mutual_tls_to_an_origin_that_requires_a_client_certificate() {
+    let (client_ca, cert, key) = client_identity();
+    let origin = TlsOrigin::start_with(move |builder| {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(client_ca).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .unwrap();
+        builder.with_client_cert_verifier(verifier)
+    })
+    .await;
+    let proxy = start(&format!(
+        "{}\n[sessions.mtls]\nclient_cert = \"{}\"\nclient_key = \"{}\"\n",
+        trusting(&origin),
+        cert.display(),
+        key.display()
+    ))
+    .await;
+    let with = send(
+        proxy.proxy_addr(),
+        get(&origin.url("/echo")).header("x-session", "mtls"),
+    )
+    .await;
+    assert_eq!(with.status, 200, "{}", with.text());
+    let without = send(proxy.proxy_addr(), get(&origin.url("/echo"))).await;
+    assert_eq!(without.status, 502, "{}", without.text());
+}
+
+/// `upstream_proxy` reaches an https origin with CONNECT through the parent: the parent
+/// sees a tunnel, the origin sees only the child's treatment.
+#[tokio::test]
+async fn https_through_a_parent_proxy_uses_connect() {
+    let origin = TlsOrigin::start().await;
+    let parent = start("[sessions.p]\nsecret = \"ppw\"\n[tls]\npassthrough = [\"*\"]\n").await;
+    let child = start(&format!(
+        "{}\n[sessions.default]\nupstream_proxy = \"http://p:ppw@{}\"\nheaders = {{ \"X-From\" = \"child\" }}\n",
+        trusting(&origin),
+        parent.proxy_addr()
+    ))
+    .await;
+    let r = send(child.proxy_addr(), get(&origin.url("/echo"))).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.seen("x-from"), ["child"]);
+    // The parent only relayed bytes: one Via, the child's; no proxy credentials leaked.
+    assert_eq!(r.seen("via"), ["1.1 sessiond"]);
+    assert!(r.seen("proxy-authorization").is_empty());
+
+    let wrong = start(&format!(
+        "{}\n[sessions.default]\nupstream_proxy = \"http://p:nope@{}\"\n",
+        trusting(&origin),
+        parent.proxy_addr()
+    ))
+    .await;
+    let refused = send(wrong.proxy_addr(), get(&origin.url("/echo"))).await;
+    assert_eq!(refused.status, 502, "{}", refused.text());
+    assert!(refused.text().contains("407"), "{}", refused.text());
 }
