@@ -74,7 +74,7 @@ mod tests {
             )),
             head_timeout: std::time::Duration::from_secs(1),
             tls: config.tls.clone(),
-            minter: Minter::new(Arc::new(CertAuthority::generate().unwrap())),
+            minter: Arc::new(Minter::new(Arc::new(CertAuthority::generate().unwrap()))),
         };
         let identifier = Identifier {
             registry: Registry::new(&config, &upstream).unwrap(),

@@ -442,6 +442,16 @@ fn new_ca(provider: &CryptoProvider) -> Result<(CertificateDer<'static>, KeyPair
     params
         .distinguished_name
         .push(DnType::OrganizationName, "sessiond");
+    // Every install's CA gets its own name, so two of them in one trust store (or a client
+    // trusting the wrong one) can be told apart by people and by chain building.
+    let serial = random_serial(provider).map_err(|e| generate(&e))?;
+    let id: String = serial.as_ref()[..4]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    params
+        .distinguished_name
+        .push(DnType::OrganizationalUnitName, format!("install {id}"));
     // Path length 0: this CA signs leaves only, never another CA.
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![
@@ -451,7 +461,7 @@ fn new_ca(provider: &CryptoProvider) -> Result<(CertificateDer<'static>, KeyPair
     ];
     params.not_before = now - BACKDATE;
     params.not_after = now + CA_VALIDITY;
-    params.serial_number = Some(random_serial(provider).map_err(|e| generate(&e))?);
+    params.serial_number = Some(serial);
     let cert = params.self_signed(&key).map_err(|e| generate(&e))?;
     Ok((cert.der().clone(), key))
 }

@@ -40,7 +40,7 @@ pub struct Tunnels {
     pub builder: Arc<auto::Builder<TokioExecutor>>,
     pub head_timeout: Duration,
     pub tls: TlsConfig,
-    pub minter: Minter,
+    pub minter: Arc<Minter>,
 }
 
 /// The `host:port` of a CONNECT request (authority form; the port is required).
@@ -127,10 +127,19 @@ impl Tunnels {
     ) where
         I: AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
-        let config = match self.minter.server_config(&name) {
-            Ok(c) => c,
-            Err(e) => {
+        // Minting is a millisecond of CPU, and a second tunnel to the same new host waits
+        // for the first mint: both belong on the blocking pool, not a runtime worker.
+        let minter = Arc::clone(&self.minter);
+        let host = name.clone();
+        let minted = tokio::task::spawn_blocking(move || minter.server_config(&host)).await;
+        let config = match minted {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
                 tracing::error!(host = %name, error = %e, "cannot mint a certificate; closing the tunnel");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(host = %name, error = %e, "minting a certificate failed");
                 return;
             }
         };

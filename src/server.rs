@@ -117,7 +117,7 @@ impl Daemon {
                 builder: Arc::clone(&builder),
                 head_timeout: config.proxy.request_head_timeout,
                 tls: config.tls.clone(),
-                minter: Minter::new(Arc::clone(&ca)),
+                minter: Arc::new(Minter::new(Arc::clone(&ca))),
             },
         ));
 

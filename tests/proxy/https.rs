@@ -359,3 +359,37 @@ async fn https_through_a_parent_proxy_uses_connect() {
     assert_eq!(refused.status, 502, "{}", refused.text());
     assert!(refused.text().contains("407"), "{}", refused.text());
 }
+
+/// A tunnel to an IP address (no SNI) is intercepted with a leaf for that IP.
+#[tokio::test]
+async fn a_tunnel_to_an_ip_literal_gets_an_ip_certificate() {
+    let origin = TlsOrigin::start().await;
+    let proxy = start(&trusting(&origin)).await;
+    let authority = origin.addr.to_string();
+    let tls = intercepted(&proxy, &authority, "127.0.0.1", &[], &[]).await;
+    let mut conn = Conn::over(tls).await;
+    let r = conn.send(inside("/echo", &authority)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.seen("via"), ["1.1 sessiond"]);
+}
+
+/// Bytes that are neither TLS nor HTTP are copied blindly, both ways.
+#[tokio::test]
+async fn opaque_bytes_are_tunnelled_blindly() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let echo = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let echo_addr = echo.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut s, _) = echo.accept().await.unwrap();
+        let (mut r, mut w) = s.split();
+        let _ = tokio::io::copy(&mut r, &mut w).await;
+    });
+    let proxy = start("").await;
+    let (status, mut stream) =
+        connect_tunnel(proxy.proxy_addr(), &echo_addr.to_string(), &[]).await;
+    assert_eq!(status, 200);
+    stream.write_all(b"\x00opaque protocol\n").await.unwrap();
+    let mut back = [0u8; 17];
+    stream.read_exact(&mut back).await.unwrap();
+    assert_eq!(&back, b"\x00opaque protocol\n");
+}

@@ -172,3 +172,34 @@ async fn idle_h2_connections_are_closed_but_busy_ones_are_not() {
         .expect("a slow exchange is not cut");
     assert_eq!(resp.status(), 200);
 }
+
+/// HTTP/2 clients may split cookies over several headers; an HTTP/1.1 origin gets one.
+#[tokio::test]
+async fn h2_cookie_headers_are_joined_for_http1_origins() {
+    let origin = Origin::start().await;
+    let proxy = start("").await;
+    let stream = TcpStream::connect(proxy.proxy_addr()).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let req = get(&origin.url("/echo"))
+        .header("cookie", "a=1")
+        .header("cookie", "b=2")
+        .body(Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    let echo: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let cookies: Vec<_> = echo["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p[0] == "cookie")
+        .map(|p| p[1].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(cookies, ["a=1; b=2"]);
+}
