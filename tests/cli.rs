@@ -466,8 +466,11 @@ fn ca_with_missing_configured_files_exits_1_naming_the_file() {
 
 #[test]
 fn json_logs_then_a_graceful_stop_on_sigterm() {
-    let config =
-        TempConfig::new("[proxy]\nlisten = \"127.0.0.1:0\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n");
+    let state = TempDirPath::new("json-state");
+    let config = TempConfig::new(&format!(
+        "[proxy]\nlisten = \"127.0.0.1:0\"\nstate_dir = {:?}\n\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+        state.0.display().to_string()
+    ));
     let mut daemon = Daemon::start(&config, &["--log-format", "json"]);
 
     let proxy =
