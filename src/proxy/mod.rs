@@ -87,11 +87,23 @@ impl Proxy {
     /// Runs one exchange. Never fails: errors become the proxy's own responses.
     pub async fn handle(
         self: &Arc<Self>,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         conn: &Arc<ConnInfo>,
     ) -> Response<ProxyBody> {
+        // Inside a tunnel the target is the CONNECT's, whatever the request says; it is
+        // fixed first so the access line shows where the request really went.
+        let tunnel_target = conn
+            .tunnel
+            .as_ref()
+            .map(|tunnel| connect::tunnel_uri(tunnel, req.uri()));
+        if let Some(Ok(uri)) = &tunnel_target {
+            *req.uri_mut() = uri.clone();
+        }
         let mut log = ExchangeLog::new(req.method().clone(), req.uri().clone(), Instant::now());
         log.set_connection(conn.activity.begin());
+        if let Some(Err(err)) = tunnel_target {
+            return self.refuse(err, conn, log);
+        }
         if req.method() == Method::CONNECT && conn.tunnel.is_none() {
             return self.connect(req, conn, log);
         }
@@ -169,9 +181,6 @@ impl Proxy {
         let guard = self.identifier.identify(req.headers(), conn)?;
         let session = Arc::clone(guard.session());
         log.set_session(guard);
-        if let Some(tunnel) = &conn.tunnel {
-            *req.uri_mut() = connect::tunnel_uri(tunnel, req.uri())?;
-        }
         let url = target_url(&req)?;
         check_host(&session, hosts::url_host(&url))?;
 
@@ -188,7 +197,9 @@ impl Proxy {
         }
         parts.headers.remove(rewrite::X_SESSION);
         rewrite::add_via(&mut parts.headers, parts.version);
-        rewrite::set_host(&mut parts.headers, &url);
+        // The client's Host goes; the upstream client derives it from the target: a `Host`
+        // header for HTTP/1.1, the `:authority` alone for h2 (origins reject both at once).
+        parts.headers.remove(http::header::HOST);
         rewrite::apply_session(&mut parts.headers, &session, &url);
         // The client's protocol (HTTP/1.0, h2c) says nothing about the origin's.
         parts.version = Version::HTTP_11;

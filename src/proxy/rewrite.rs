@@ -82,19 +82,6 @@ pub fn add_via(headers: &mut HeaderMap, version: Version) {
     headers.append(header::VIA, HeaderValue::from_static(ours));
 }
 
-/// Sets `Host` from the target authority, dropping a default port.
-pub fn set_host(headers: &mut HeaderMap, url: &Url) {
-    // host_str keeps IPv6 brackets, and port() is None for the scheme's default port.
-    let host = url.host_str().unwrap_or_default();
-    let value = match url.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_string(),
-    };
-    if let Ok(v) = HeaderValue::from_str(&value) {
-        headers.insert(header::HOST, v);
-    }
-}
-
 /// Applies the session's header rules, credentials and cookies for a request to `url`.
 pub fn apply_session(headers: &mut HeaderMap, session: &Session, url: &Url) {
     let settings = session.settings();
@@ -188,16 +175,5 @@ mod tests {
         add_via(&mut h, Version::HTTP_11);
         let all: Vec<_> = h.get_all(header::VIA).iter().collect();
         assert_eq!(all, ["1.1 other", "1.1 sessiond"]);
-    }
-
-    #[test]
-    fn host_drops_default_port_and_keeps_others() {
-        let mut h = HeaderMap::new();
-        set_host(&mut h, &Url::parse("http://Example.com:80/x").unwrap());
-        assert_eq!(h[header::HOST], "example.com");
-        set_host(&mut h, &Url::parse("http://example.com:8080/x").unwrap());
-        assert_eq!(h[header::HOST], "example.com:8080");
-        set_host(&mut h, &Url::parse("http://[::1]:8080/x").unwrap());
-        assert_eq!(h[header::HOST], "[::1]:8080");
     }
 }

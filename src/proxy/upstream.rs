@@ -137,8 +137,8 @@ impl Upstream {
             // with it a background task evicts them on time.
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
-            // The rewrite stage sets Host from the target; the client must not add another.
-            .set_host(false)
+            // Host comes from the target URI: as a header on HTTP/1.1, as `:authority` on h2.
+            .set_host(true)
             // Pings find a dead HTTP/2 connection before a request is sent on it.
             .http2_keep_alive_interval(Some(Duration::from_secs(30)))
             .http2_keep_alive_timeout(Duration::from_secs(20))
