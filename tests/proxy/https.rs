@@ -159,13 +159,7 @@ async fn h2_inside_the_tunnel_and_to_the_origin() {
     let authority = format!("localhost:{}", origin.addr.port());
     let tls = intercepted(&proxy, &authority, "localhost", &[], &[b"h2", b"http/1.1"]).await;
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tls),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let mut sender = h2(tls).await;
     let req = Request::builder()
         .uri(format!("https://{authority}/echo"))
         .header("cookie", "a=1")

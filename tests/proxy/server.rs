@@ -123,13 +123,7 @@ async fn h2c_clients_are_served() {
     let origin = Origin::start().await;
     let proxy = start("").await;
     let stream = TcpStream::connect(proxy.proxy_addr()).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let mut sender = h2(stream).await;
     let req = get(&origin.url("/cookies/set/h2/yes"))
         .body(Full::new(bytes::Bytes::new()))
         .unwrap();
@@ -145,7 +139,8 @@ async fn h2c_clients_are_served() {
 async fn idle_h2_connections_are_closed_but_busy_ones_are_not() {
     let origin = Origin::start().await;
     let proxy = start("[proxy]\nrequest_head_timeout = \"300ms\"\n").await;
-    let h2 = || async {
+    // The connection future itself is needed here, to see the server close it.
+    let open_h2 = || async {
         let stream = TcpStream::connect(proxy.proxy_addr()).await.unwrap();
         hyper::client::conn::http2::handshake::<_, _, Full<bytes::Bytes>>(
             hyper_util::rt::TokioExecutor::new(),
@@ -155,14 +150,14 @@ async fn idle_h2_connections_are_closed_but_busy_ones_are_not() {
         .unwrap()
     };
 
-    let (_idle_sender, idle_conn) = h2().await;
+    let (_idle_sender, idle_conn) = open_h2().await;
     tokio::time::timeout(Duration::from_secs(10), idle_conn)
         .await
         .expect("the server closed the idle HTTP/2 connection")
         .ok();
 
-    let (mut sender, conn) = h2().await;
-    tokio::spawn(conn);
+    let stream = TcpStream::connect(proxy.proxy_addr()).await.unwrap();
+    let mut sender = h2(stream).await;
     let req = get(&origin.url("/delay/900"))
         .body(Full::new(bytes::Bytes::new()))
         .unwrap();
@@ -179,13 +174,7 @@ async fn h2_cookie_headers_are_joined_for_http1_origins() {
     let origin = Origin::start().await;
     let proxy = start("").await;
     let stream = TcpStream::connect(proxy.proxy_addr()).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(
-        hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(stream),
-    )
-    .await
-    .unwrap();
-    tokio::spawn(conn);
+    let mut sender = h2(stream).await;
     let req = get(&origin.url("/echo"))
         .header("cookie", "a=1")
         .header("cookie", "b=2")

@@ -568,3 +568,18 @@ where
     assert_eq!(echoed, frame);
     answer
 }
+
+/// An HTTP/2 client (prior knowledge, or after ALPN) over any stream.
+pub async fn h2<I>(io: I) -> hyper::client::conn::http2::SendRequest<Full<Bytes>>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        TokioIo::new(io),
+    )
+    .await
+    .expect("HTTP/2 handshake");
+    tokio::spawn(conn);
+    sender
+}
