@@ -25,8 +25,6 @@ pub enum ProxyError {
     HostDenied { host: String, session: String },
     #[error("loop: {0} is this proxy itself")]
     Loop(String),
-    #[error("{0} is not supported yet")]
-    NotImplemented(&'static str),
     #[error("cannot resolve {host}: {reason}")]
     Dns { host: String, reason: String },
     #[error("connection to {0} refused")]
@@ -36,7 +34,12 @@ pub enum ProxyError {
     #[error("connection to {target} failed: {reason}")]
     ConnectFailed { target: String, reason: String },
     #[error("TLS with {target} failed: {reason}")]
-    Tls { target: String, reason: String },
+    Tls {
+        target: String,
+        reason: String,
+        /// The origin's certificate was refused (rather than the handshake failing).
+        certificate: bool,
+    },
     #[error("the client sent nothing inside its request body for {}", humantime::format_duration(*.0))]
     UploadTimeout(Duration),
     #[error("{target} sent no response within {}", humantime::format_duration(*.after))]
@@ -54,7 +57,6 @@ impl ProxyError {
             ClientForbidden(_) | HostDenied { .. } => StatusCode::FORBIDDEN,
             Loop(_) => StatusCode::LOOP_DETECTED,
             UploadTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             Dns { .. }
             | ConnectRefused(_)
             | ConnectFailed { .. }
@@ -68,9 +70,7 @@ impl ProxyError {
     fn proxy_status(&self) -> &'static str {
         use ProxyError::*;
         match self {
-            BadRequest(_) | NotImplemented(_) | UploadTimeout(_) => {
-                "sessiond; error=http_request_error"
-            }
+            BadRequest(_) | UploadTimeout(_) => "sessiond; error=http_request_error",
             ProxyAuthRequired(_) | ClientForbidden(_) | HostDenied { .. } => {
                 "sessiond; error=http_request_denied"
             }
@@ -79,7 +79,10 @@ impl ProxyError {
             ConnectRefused(_) => "sessiond; error=connection_refused",
             ConnectTimeout { .. } => "sessiond; error=connection_timeout",
             ConnectFailed { .. } => "sessiond; error=destination_unavailable",
-            Tls { .. } => "sessiond; error=tls_certificate_error",
+            Tls {
+                certificate: true, ..
+            } => "sessiond; error=tls_certificate_error",
+            Tls { .. } => "sessiond; error=tls_protocol_error",
             ResponseTimeout { .. } => "sessiond; error=http_response_timeout",
             BadGateway { .. } => "sessiond; error=http_protocol_error",
         }

@@ -123,9 +123,10 @@ pub struct Tracked {
 
 impl Tracked {
     pub fn new(inner: Incoming, read_timeout: Duration, mut log: ExchangeLog) -> Tracked {
-        // An empty body (a redirect, a 204, a HEAD answer) is never polled at all.
+        // An empty body (a redirect, a 204, a HEAD answer) is never polled at all. A 101
+        // keeps the outcome the pipeline gave it.
         if inner.is_end_stream() {
-            log.set_outcome("complete");
+            log.set_outcome_unless_set("complete");
         }
         Tracked {
             inner,

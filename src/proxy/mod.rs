@@ -217,7 +217,11 @@ impl Proxy {
         let switched = match client_side {
             Some(client_side) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
                 let protocol = rewrite::upgrade_of(resp.headers());
-                splice_upgrade(client_side, hyper::upgrade::on(&mut resp));
+                splice_upgrade(
+                    client_side,
+                    hyper::upgrade::on(&mut resp),
+                    Arc::clone(&conn.slot),
+                );
                 log.set_outcome("upgraded");
                 protocol
             }
@@ -236,8 +240,15 @@ impl Proxy {
 }
 
 /// Once both sides have switched protocols, copies bytes between them until either ends.
-fn splice_upgrade(client: hyper::upgrade::OnUpgrade, origin: hyper::upgrade::OnUpgrade) {
+/// The copy keeps the client connection's slot: an upgraded connection still counts
+/// against `proxy.max_connections` (and a shutdown waits for it within the grace period).
+fn splice_upgrade(
+    client: hyper::upgrade::OnUpgrade,
+    origin: hyper::upgrade::OnUpgrade,
+    slot: Arc<OwnedSemaphorePermit>,
+) {
     tokio::spawn(async move {
+        let _slot = slot;
         match tokio::try_join!(client, origin) {
             Ok((client, origin)) => {
                 let mut client = TokioIo::new(client);

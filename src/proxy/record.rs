@@ -27,6 +27,9 @@ pub fn store_cookies(session: &Session, url: &Url, headers: &HeaderMap) {
     }
 }
 
+/// What the line says if nothing else was recorded: the body was dropped before it ended.
+const NO_OUTCOME: &str = "client went away";
+
 /// One exchange's access-log line, written when this is dropped: at the end of the
 /// response body, or at once for a response the proxy made itself.
 pub struct ExchangeLog {
@@ -52,8 +55,7 @@ impl ExchangeLog {
             status: 0,
             started,
             bytes: 0,
-            // What remains if the body is dropped before it ends.
-            outcome: "client went away",
+            outcome: NO_OUTCOME,
             _guard: None,
             _connection: None,
         }
@@ -78,6 +80,13 @@ impl ExchangeLog {
 
     pub fn set_outcome(&mut self, outcome: &'static str) {
         self.outcome = outcome;
+    }
+
+    /// Sets the outcome only if none has been set yet.
+    pub fn set_outcome_unless_set(&mut self, outcome: &'static str) {
+        if self.outcome == NO_OUTCOME {
+            self.outcome = outcome;
+        }
     }
 }
 

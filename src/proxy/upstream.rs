@@ -296,6 +296,7 @@ impl UpstreamClient {
                 .insert(http::header::PROXY_AUTHORIZATION, auth.clone());
         }
         let target = authority_of(&parts.uri);
+        let https = parts.uri.scheme() == Some(&http::uri::Scheme::HTTPS);
         let (body, body_sent) = Upload::new(body, timeouts.read);
         let client = if upgrade {
             &self.http1_client
@@ -307,7 +308,7 @@ impl UpstreamClient {
         if let Some(body_sent) = body_sent {
             // An origin may answer before reading the whole body (a 413, say).
             tokio::select! {
-                r = &mut exchange => return r.map_err(|e| classify(&e, target)),
+                r = &mut exchange => return r.map_err(|e| classify(&e, target, https)),
                 _ = body_sent => {}
             }
         }
@@ -317,7 +318,7 @@ impl UpstreamClient {
                 after: timeouts.response,
             }),
             Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) => Err(classify(&e, target)),
+            Ok(Err(e)) => Err(classify(&e, target, https)),
         }
     }
 }
@@ -333,7 +334,8 @@ fn authority_of(uri: &Uri) -> String {
 
 /// Maps a client error to what the user is told: our own connect errors come back as the
 /// error's source.
-fn classify(err: &hyper_util::client::legacy::Error, target: String) -> ProxyError {
+fn classify(err: &hyper_util::client::legacy::Error, target: String, https: bool) -> ProxyError {
+    let mut tls_failure = None;
     let mut source = std::error::Error::source(err);
     while let Some(e) = source {
         if let Some(c) = e.downcast_ref::<ConnectError>() {
@@ -346,9 +348,24 @@ fn classify(err: &hyper_util::client::legacy::Error, target: String) -> ProxyErr
             return ProxyError::Tls {
                 target,
                 reason: tls.to_string(),
+                certificate: matches!(tls, rustls::Error::InvalidCertificate(_)),
             };
         }
+        // After a TLS 1.3 handshake the origin may still refuse us (a client certificate it
+        // wanted, say): rustls then reports the alert as plain `InvalidData` I/O errors.
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::InvalidData
+        {
+            tls_failure = Some(io.to_string());
+        }
         source = e.source();
+    }
+    if https && let Some(reason) = tls_failure {
+        return ProxyError::Tls {
+            target,
+            reason,
+            certificate: false,
+        };
     }
     let reason = match std::error::Error::source(err) {
         Some(inner) => inner.to_string(),

@@ -331,8 +331,16 @@ async fn mutual_tls_to_an_origin_that_requires_a_client_certificate() {
     )
     .await;
     assert_eq!(with.status, 200, "{}", with.text());
+    // The default session has no certificate: it must not reuse the pooled connection
+    // the mtls session just made (connection identity includes the client certificate).
     let without = send(proxy.proxy_addr(), get(&origin.url("/echo"))).await;
     assert_eq!(without.status, 502, "{}", without.text());
+    assert_eq!(
+        without.headers["proxy-status"],
+        "sessiond; error=tls_protocol_error",
+        "{}",
+        without.text()
+    );
 }
 
 /// `upstream_proxy` reaches an https origin with CONNECT through the parent: the parent

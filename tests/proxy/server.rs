@@ -192,3 +192,30 @@ async fn h2_cookie_headers_are_joined_for_http1_origins() {
         .collect();
     assert_eq!(cookies, ["a=1; b=2"]);
 }
+
+/// An upgraded (WebSocket) connection keeps its place under the connection limit.
+#[tokio::test]
+async fn upgraded_connections_count_against_the_limit() {
+    let origin = Origin::start().await;
+    let proxy = start("[proxy]\nmax_connections = 1\n").await;
+    let ws = TcpStream::connect(proxy.proxy_addr()).await.unwrap();
+    let mut ws = ws;
+    websocket_roundtrip(&mut ws, &origin.url("/ws"), &origin.addr.to_string(), &[]).await;
+
+    let second = tokio::spawn({
+        let url = origin.url("/echo");
+        let addr = proxy.proxy_addr();
+        async move { send(addr, get(&url)).await.status }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !second.is_finished(),
+        "served while the upgraded connection held the only slot"
+    );
+    drop(ws);
+    let status = tokio::time::timeout(Duration::from_secs(10), second)
+        .await
+        .expect("served once the upgraded connection closed")
+        .unwrap();
+    assert_eq!(status, 200);
+}
