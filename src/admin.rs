@@ -67,7 +67,7 @@ mod tests {
 
     fn admin() -> Admin {
         let config = Config::defaults();
-        let upstream = Upstream::new(&config.upstream, Vec::new());
+        let upstream = Upstream::new(&config.upstream);
         let tunnels = Tunnels {
             builder: Arc::new(hyper_util::server::conn::auto::Builder::new(
                 hyper_util::rt::TokioExecutor::new(),

@@ -143,22 +143,26 @@ impl CertAuthority {
     /// exists that is an error, and nothing is written.
     ///
     /// Blocking file I/O and a key generation: call it at start, not on a busy runtime.
-    pub fn load_or_create(tls: &TlsConfig) -> Result<CertAuthority, CertError> {
-        let (cert, key) = (tls.ca_cert.as_path(), tls.ca_key.as_path());
-        if tls.ca_configured {
-            return CertAuthority::load(cert, key);
+    /// What `sessiond check` does with the CA: loads and verifies it if it exists (or is
+    /// configured), and says nothing more when it would be created at the first start.
+    /// Never writes.
+    pub fn check(tls: &TlsConfig) -> Result<(), CertError> {
+        match existing_files(tls)? {
+            Some((cert, key)) => CertAuthority::load(cert, key).map(|_| ()),
+            None => Ok(()),
         }
-        match (present(cert)?, present(key)?) {
-            (true, true) => CertAuthority::load(cert, key),
-            (false, false) => CertAuthority::create(cert, key),
-            (true, false) => Err(CertError::Incomplete {
-                present: cert.to_owned(),
-                missing: key.to_owned(),
-            }),
-            (false, true) => Err(CertError::Incomplete {
-                present: key.to_owned(),
-                missing: cert.to_owned(),
-            }),
+    }
+
+    pub fn load_or_create(tls: &TlsConfig) -> Result<CertAuthority, CertError> {
+        match existing_files(tls) {
+            Ok(Some((cert, key))) => CertAuthority::load(cert, key),
+            Ok(None) => CertAuthority::create(&tls.ca_cert, &tls.ca_key),
+            // A key without its certificate may be another process creating the CA right
+            // now (the key is published first): give it a moment before calling it broken.
+            Err(CertError::Incomplete { present, .. }) if present == tls.ca_key => {
+                CertAuthority::wait_for_winner(&tls.ca_cert, &tls.ca_key)
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -577,6 +581,28 @@ fn read_key(path: &Path) -> Result<KeyPair, CertError> {
 
 /// Whether anything is at `path`. A dangling symlink counts, so it is reported when read
 /// rather than replaced.
+/// The CA files to load, or `None` when neither exists yet and the CA may be created.
+/// Configured files are always loaded (never created); exactly one present file is an
+/// error, since creating a new CA would replace the one clients trust.
+fn existing_files(tls: &TlsConfig) -> Result<Option<(&Path, &Path)>, CertError> {
+    let (cert, key) = (tls.ca_cert.as_path(), tls.ca_key.as_path());
+    if tls.ca_configured {
+        return Ok(Some((cert, key)));
+    }
+    match (present(cert)?, present(key)?) {
+        (true, true) => Ok(Some((cert, key))),
+        (false, false) => Ok(None),
+        (true, false) => Err(CertError::Incomplete {
+            present: cert.to_owned(),
+            missing: key.to_owned(),
+        }),
+        (false, true) => Err(CertError::Incomplete {
+            present: key.to_owned(),
+            missing: cert.to_owned(),
+        }),
+    }
+}
+
 fn present(path: &Path) -> Result<bool, CertError> {
     match fs::symlink_metadata(path) {
         Ok(_) => Ok(true),

@@ -91,7 +91,14 @@ fn load(path: Option<&std::path::Path>) -> Result<Config, ExitCode> {
 }
 
 fn check(path: &std::path::Path) -> ExitCode {
-    match Config::from_file(path) {
+    let checked = Config::from_file(path)
+        .map_err(|e| e.to_string())
+        .and_then(|config| {
+            sessiond::server::check(&config)
+                .map(|()| config)
+                .map_err(|e| e.to_string())
+        });
+    match checked {
         Ok(config) => {
             println!(
                 "{}: ok ({} configured sessions, proxy on {})",

@@ -56,6 +56,15 @@ pub enum StartError {
     Ca(#[from] CertError),
 }
 
+/// What `sessiond check` verifies beyond the file itself, without writing or binding
+/// anything: an existing (or configured) CA loads, and every session's TLS settings (CA
+/// bundles, client certificate and key) make a working client configuration.
+pub fn check(config: &Config) -> Result<(), StartError> {
+    CertAuthority::check(&config.tls)?;
+    Registry::new(config, &Upstream::new(&config.upstream))?;
+    Ok(())
+}
+
 /// A running daemon: its bound addresses and the handle to stop it.
 pub struct Daemon {
     ca: Arc<CertAuthority>,
@@ -79,6 +88,12 @@ struct Bound {
 impl Daemon {
     /// Binds every listener, then starts serving.
     pub async fn start(config: Config) -> Result<Daemon, StartError> {
+        // Everything that reads files or can refuse the configuration comes before the
+        // first bind: the CA, and every session's TLS settings.
+        let ca = Arc::new(CertAuthority::load_or_create(&config.tls)?);
+        let upstream = Upstream::new(&config.upstream);
+        let registry = Registry::new(&config, &upstream)?;
+
         let mut proxy_listeners = Vec::new();
         for addr in &config.proxy.listen {
             proxy_listeners.push(Bound {
@@ -103,9 +118,7 @@ impl Daemon {
         let admin_addr = local_addr(&admin_listener)?;
         own.push(admin_addr);
 
-        let ca = Arc::new(CertAuthority::load_or_create(&config.tls)?);
-        let upstream = Upstream::new(&config.upstream, own);
-        let registry = Registry::new(&config, &upstream)?;
+        upstream.set_own_addrs(own);
         let builder = Arc::new(server_builder(&config));
         let proxy = Arc::new(Proxy::new(
             Identifier {

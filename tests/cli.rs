@@ -495,3 +495,18 @@ fn json_logs_then_a_graceful_stop_on_sigterm() {
         rest.join("\n")
     );
 }
+
+#[test]
+fn check_loads_configured_ca_files_without_creating_them() {
+    let missing = std::env::temp_dir().join(format!("sessiond-cli-no-ca-{}", std::process::id()));
+    let config = TempConfig::new(&format!(
+        "[tls]\nca_cert = {:?}\nca_key = {:?}\n",
+        missing.join("ca.pem").display().to_string(),
+        missing.join("ca.key").display().to_string()
+    ));
+    let output = run_to_exit(sessiond().arg("check").arg("-c").arg(config.path()));
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(EXIT_CONFIG), "stderr: {err}");
+    assert!(err.contains("ca.pem"), "stderr: {err}");
+    assert!(!missing.exists(), "check created files");
+}

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -54,7 +54,7 @@ type HttpsConnector = hyper_rustls::HttpsConnector<Connector>;
 pub struct Upstream {
     pools: DashMap<ConnIdentity, UpstreamClient>,
     resolver: Arc<Resolver>,
-    own_addrs: Arc<[SocketAddr]>,
+    own_addrs: OwnAddrs,
     idle_timeout: Duration,
     max_idle_per_host: usize,
     /// The system's trusted roots, read once.
@@ -62,9 +62,26 @@ pub struct Upstream {
     provider: Arc<CryptoProvider>,
 }
 
+/// The daemon's bound listeners, shared by every connector: connecting to one is a loop.
+/// Set once, after binding and before serving.
+#[derive(Clone, Default)]
+struct OwnAddrs(Arc<OnceLock<Box<[SocketAddr]>>>);
+
+impl OwnAddrs {
+    fn get(&self) -> &[SocketAddr] {
+        self.0.get().map(|a| &a[..]).unwrap_or_default()
+    }
+}
+
 impl Upstream {
-    /// `own_addrs` are the daemon's bound listeners: connecting to one of them is a loop.
-    pub fn new(config: &UpstreamConfig, own_addrs: Vec<SocketAddr>) -> Upstream {
+    pub fn set_own_addrs(&self, addrs: Vec<SocketAddr>) {
+        // A second call would mean a second set of listeners: keep the first.
+        let _ = self.own_addrs.0.set(addrs.into_boxed_slice());
+    }
+
+    /// Ready to build clients; [`set_own_addrs`](Self::set_own_addrs) must follow once the
+    /// listeners are bound (their ports are not known before).
+    pub fn new(config: &UpstreamConfig) -> Upstream {
         Upstream {
             pools: DashMap::new(),
             resolver: Arc::new(Resolver {
@@ -76,7 +93,7 @@ impl Upstream {
                 cache: DashMap::new(),
                 ttl: config.dns_ttl,
             }),
-            own_addrs: own_addrs.into(),
+            own_addrs: OwnAddrs::default(),
             idle_timeout: config.pool_idle_timeout,
             max_idle_per_host: config.pool_max_idle_per_host,
             system_roots: Arc::new(system_roots()),
@@ -104,7 +121,7 @@ impl Upstream {
             resolver: Arc::clone(&self.resolver),
             parent: id.parent.clone(),
             connect_timeout: id.connect_timeout,
-            own_addrs: Arc::clone(&self.own_addrs),
+            own_addrs: self.own_addrs.clone(),
         });
         let tls = self.tls_config(&id.tls)?;
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
@@ -190,6 +207,19 @@ fn system_roots() -> RootCertStore {
     let mut roots = RootCertStore::empty();
     let (added, ignored) = roots.add_parsable_certificates(found.certs);
     tracing::debug!(added, ignored, "system root certificates");
+    // rustls-native-certs honours these as OpenSSL does, replacing the system store. Set in
+    // the daemon's own environment by mistake (say, to sessiond's CA, meant for clients),
+    // they would make every https origin fail.
+    for var in ["SSL_CERT_FILE", "SSL_CERT_DIR"] {
+        if let Some(value) = std::env::var_os(var) {
+            let level_warn = added <= 1;
+            if level_warn {
+                tracing::warn!(var, value = %value.to_string_lossy(), added, "the system roots come from this variable in sessiond's environment and hold almost nothing: origins will fail verification. Unset it for the daemon, or use upstream.ca_bundle");
+            } else {
+                tracing::info!(var, value = %value.to_string_lossy(), added, "system roots come from this variable");
+            }
+        }
+    }
     roots
 }
 
@@ -437,7 +467,7 @@ struct ConnectorInner {
     /// Connect here instead of the target: a parent proxy.
     parent: Option<UpstreamProxy>,
     connect_timeout: Duration,
-    own_addrs: Arc<[SocketAddr]>,
+    own_addrs: OwnAddrs,
 }
 
 impl tower_service::Service<Uri> for Connector {
@@ -538,7 +568,7 @@ impl ConnectorInner {
             v4 => v4,
         };
         let this_host = ip.is_loopback() || ip.is_unspecified();
-        self.own_addrs.iter().any(|own| {
+        self.own_addrs.get().iter().any(|own| {
             let own_ip = own.ip();
             own.port() == addr.port()
                 && (own_ip == ip
@@ -810,11 +840,12 @@ mod tests {
             resolver: Arc::new(resolver(Duration::ZERO)),
             parent: None,
             connect_timeout: Duration::from_secs(1),
-            own_addrs: Arc::from([
-                "0.0.0.0:8080".parse().unwrap(),
-                "127.0.0.1:9000".parse().unwrap(),
-            ]),
+            own_addrs: OwnAddrs::default(),
         };
+        let _ = c.own_addrs.0.set(Box::new([
+            "0.0.0.0:8080".parse().unwrap(),
+            "127.0.0.1:9000".parse().unwrap(),
+        ]));
         assert!(c.is_own(&"127.0.0.1:8080".parse().unwrap()));
         assert!(c.is_own(&"127.0.0.1:9000".parse().unwrap()));
         assert!(!c.is_own(&"127.0.0.2:9000".parse().unwrap()));
