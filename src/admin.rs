@@ -3,7 +3,7 @@
 //! | endpoint        | answer                                              |
 //! |-----------------|-----------------------------------------------------|
 //! | `GET /healthz`  | `200 ok` while the process serves                   |
-//! | `GET /readyz`   | `200 ready`: the listeners are bound before serving  |
+//! | `GET /readyz`   | `200 ready`; `503` while the store's last commit failed |
 //!
 //! Everything else is `404`. Session, cookie and event endpoints come with the store.
 //! There is no admin token yet, so clients other than loopback get `403`.
@@ -36,10 +36,16 @@ impl Admin {
         }
         match (req.method(), req.uri().path()) {
             (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n".into()),
-            (&Method::GET, "/readyz") => text(
-                StatusCode::OK,
-                format!("ready: {} sessions\n", self.proxy.registry().len()),
-            ),
+            (&Method::GET, "/readyz") => match self.proxy.registry().store().last_error() {
+                None => text(
+                    StatusCode::OK,
+                    format!("ready: {} sessions\n", self.proxy.registry().len()),
+                ),
+                Some(e) => text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("not ready: the last commit to the session store failed: {e}\n"),
+                ),
+            },
             _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
         }
     }
@@ -64,10 +70,18 @@ mod tests {
     use crate::proxy::identify::Identifier;
     use crate::proxy::upstream::Upstream;
     use crate::session::Registry;
+    use crate::store::Durability;
+    use crate::store::sqlite::SqliteStore;
 
     fn admin() -> Admin {
         let config = Config::defaults();
         let upstream = Upstream::new(&config.upstream);
+        let dir = std::env::temp_dir().join(format!(
+            "sessiond-admin-test-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let store = SqliteStore::open(&dir, Durability::Full).unwrap();
         let tunnels = Tunnels {
             builder: Arc::new(hyper_util::server::conn::auto::Builder::new(
                 hyper_util::rt::TokioExecutor::new(),
@@ -77,7 +91,7 @@ mod tests {
             minter: Arc::new(Minter::new(Arc::new(CertAuthority::generate().unwrap()))),
         };
         let identifier = Identifier {
-            registry: Registry::new(&config, &upstream).unwrap(),
+            registry: Registry::new(&config, &upstream, Arc::new(store)).unwrap(),
             clients: Vec::new(),
             require_auth: false,
         };

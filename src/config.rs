@@ -21,6 +21,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::hosts::HostList;
 use crate::session::name::valid_session_name;
+use crate::store::Durability;
 
 /// Why a configuration was refused. `key` is the dotted path of the offending key.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +51,8 @@ pub struct Config {
     pub admin: AdminConfig,
     pub upstream: UpstreamConfig,
     pub tls: TlsConfig,
+    /// `store.durability`.
+    pub durability: Durability,
     /// What a session created on demand (or named only by `[[clients]]`) starts with.
     pub template: Arc<SessionSettings>,
     /// Sessions declared in `[sessions.NAME]`, in name order.
@@ -343,6 +346,16 @@ fn validate(mut raw: raw::RawConfig, env: EnvLookup<'_>) -> Result<Config, Confi
         .transpose()?;
     let (upstream, global_timeouts, global_proxy) = validate_upstream(raw.upstream)?;
     let tls = validate_tls(raw.tls, &proxy.state_dir)?;
+    let durability = match raw.store.durability.as_deref() {
+        None | Some("full") => Durability::Full,
+        Some("batched") => Durability::Batched,
+        Some(other) => {
+            return Err(ConfigError::invalid(
+                "store.durability",
+                format!("{other:?} is not \"full\" or \"batched\""),
+            ));
+        }
+    };
     let defaults = SessionDefaults {
         timeouts: global_timeouts,
         upstream_proxy: global_proxy,
@@ -417,6 +430,7 @@ fn validate(mut raw: raw::RawConfig, env: EnvLookup<'_>) -> Result<Config, Confi
         admin,
         upstream,
         tls,
+        durability,
         template,
         sessions,
         clients,

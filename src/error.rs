@@ -46,6 +46,8 @@ pub enum ProxyError {
     ResponseTimeout { target: String, after: Duration },
     #[error("{target}: {reason}")]
     BadGateway { target: String, reason: String },
+    #[error("the session could not be loaded: {0}")]
+    Store(String),
 }
 
 impl ProxyError {
@@ -63,6 +65,7 @@ impl ProxyError {
             | Tls { .. }
             | BadGateway { .. } => StatusCode::BAD_GATEWAY,
             ConnectTimeout { .. } | ResponseTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -75,6 +78,7 @@ impl ProxyError {
                 "sessiond; error=http_request_denied"
             }
             Loop(_) => "sessiond; error=proxy_loop_detected",
+            Store(_) => "sessiond; error=proxy_internal_error",
             Dns { .. } => "sessiond; error=dns_error",
             ConnectRefused(_) => "sessiond; error=connection_refused",
             ConnectTimeout { .. } => "sessiond; error=connection_timeout",

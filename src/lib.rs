@@ -8,6 +8,7 @@
 //! - [`certs`] — the local CA and per-host leaf certificates; the only code touching CA keys.
 //! - [`proxy`] — the pipeline: identify → target → rewrite → upstream → record → body.
 //! - [`session`] — sessions, the registry, the cookie jar rules (no I/O).
+//! - [`store`] — the durable store behind the registry; the only code that writes state.
 //! - [`hosts`] — host patterns used by credentials and egress rules.
 //! - [`error`] — the one error type and the one place it becomes a response.
 //! - [`admin`] — the admin API.
@@ -21,6 +22,7 @@ pub mod hosts;
 pub mod proxy;
 pub mod server;
 pub mod session;
+pub mod store;
 
 pub use config::Config;
 pub use server::Daemon;

@@ -35,6 +35,8 @@ use crate::proxy::identify::Identifier;
 use crate::proxy::upstream::Upstream;
 use crate::proxy::{ConnInfo, Proxy};
 use crate::session::Registry;
+use crate::store::StoreError;
+use crate::store::sqlite::SqliteStore;
 
 /// Connections the admin API serves at once.
 const ADMIN_MAX_CONNECTIONS: usize = 64;
@@ -54,6 +56,10 @@ pub enum StartError {
     Tls(#[from] crate::proxy::upstream::TlsSetupError),
     #[error("local CA: {0}")]
     Ca(#[from] CertError),
+    #[error("session store: {0}")]
+    Store(StoreError),
+    #[error(transparent)]
+    Registry(#[from] crate::session::RegistryError),
 }
 
 /// What `sessiond check` verifies beyond the file itself, without writing or binding
@@ -61,7 +67,11 @@ pub enum StartError {
 /// bundles, client certificate and key) make a working client configuration.
 pub fn check(config: &Config) -> Result<(), StartError> {
     CertAuthority::check(&config.tls)?;
-    Registry::new(config, &Upstream::new(&config.upstream))?;
+    let upstream = Upstream::new(&config.upstream);
+    upstream.client_for(&config.template)?;
+    for s in &config.sessions {
+        upstream.client_for(&s.settings)?;
+    }
     Ok(())
 }
 
@@ -92,7 +102,9 @@ impl Daemon {
         // first bind: the CA, and every session's TLS settings.
         let ca = Arc::new(CertAuthority::load_or_create(&config.tls)?);
         let upstream = Upstream::new(&config.upstream);
-        let registry = Registry::new(&config, &upstream)?;
+        let store = SqliteStore::open(&config.proxy.state_dir, config.durability)
+            .map_err(StartError::Store)?;
+        let registry = Registry::new(&config, &upstream, Arc::new(store))?;
 
         let mut proxy_listeners = Vec::new();
         for addr in &config.proxy.listen {
@@ -257,16 +269,22 @@ impl Daemon {
     pub async fn shutdown(mut self) -> usize {
         let _ = self.shutdown.send(true);
         while self.accept_loops.join_next().await.is_some() {}
+        let store = Arc::clone(self.proxy.registry().store());
         let drained =
             tokio::time::timeout(self.grace, self.permits.acquire_many(self.max_connections)).await;
-        match drained {
+        let cut = match drained {
             Ok(_) => 0,
             Err(_) => {
                 let left = self.max_connections as usize - self.permits.available_permits();
                 tracing::warn!(connections = left, grace = ?self.grace, "grace period over; closing remaining connections");
                 left
             }
+        };
+        // Batched changes still waiting for their second are committed before exit.
+        if let Err(e) = store.flush().wait().await {
+            tracing::error!(error = %e, "the last changes could not be committed");
         }
+        cut
     }
 }
 

@@ -154,8 +154,10 @@ fn run_with_a_bad_config_exits_64_before_binding() {
 fn run_on_a_taken_port_fails_at_bind_not_as_a_config_error() {
     let held = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     let port = held.local_addr().expect("local addr").port();
+    let state = TempDirPath::new("taken-state");
     let config = TempConfig::new(&format!(
-        "[proxy]\nlisten = \"127.0.0.1:{port}\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n"
+        "[proxy]\nlisten = \"127.0.0.1:{port}\"\nstate_dir = {:?}\n\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+        state.0.display().to_string()
     ));
     let output = run_to_exit(sessiond().arg("run").arg("-c").arg(config.path()));
     let err = stderr(&output);

@@ -59,6 +59,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub tls: RawTls,
     #[serde(default)]
+    pub store: RawStore,
+    #[serde(default)]
     pub template: RawSettings,
     #[serde(default)]
     pub sessions: BTreeMap<String, RawSettings>,
@@ -115,6 +117,12 @@ pub struct RawProxy {
     pub max_cookies_per_domain: Option<usize>,
     pub max_cookies_per_session: Option<usize>,
     pub max_cookie_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    pub durability: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

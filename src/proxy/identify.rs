@@ -67,6 +67,8 @@ impl Identifier {
                 RegistryError::Unknown => {
                     ProxyError::ProxyAuthRequired("unknown session (proxy.dynamic_sessions is off)")
                 }
+                RegistryError::Store(e) => ProxyError::Store(e.to_string()),
+                RegistryError::Tls(e) => ProxyError::Store(e.to_string()),
             })?,
         };
         let session = guard.session();

@@ -228,7 +228,8 @@ impl Proxy {
             _ => None,
         };
         let (mut head, body) = resp.into_parts();
-        record::store_cookies(&session, &url, &head.headers);
+        let changes = record::store_cookies(&session, &url, &head.headers);
+        record::persist(&session, &**self.registry().store(), changes).await;
         rewrite::strip_hop_by_hop(&mut head.headers);
         if let Some(protocol) = switched {
             rewrite::keep_upgrade(&mut head.headers, protocol);

@@ -9,14 +9,16 @@ use http::{HeaderMap, Method, Uri, header};
 use url::Url;
 
 use crate::server::ActiveGuard;
-use crate::session::jar::SetOutcome;
+use crate::session::jar::{CookieChange, SetOutcome};
 use crate::session::{ExchangeGuard, Session};
+use crate::store::{Durability, Store};
 
-/// Stores every `Set-Cookie` of a response in the session's jar.
-pub fn store_cookies(session: &Session, url: &Url, headers: &HeaderMap) {
+/// Stores every `Set-Cookie` of a response in the session's jar and returns what changed
+/// there, for the durable store (nothing when every cookie was already known).
+pub fn store_cookies(session: &Session, url: &Url, headers: &HeaderMap) -> Vec<CookieChange> {
     let mut values = headers.get_all(header::SET_COOKIE).iter().peekable();
     if values.peek().is_none() {
-        return;
+        return Vec::new();
     }
     let mut jar = session.jar();
     for value in values {
@@ -24,6 +26,22 @@ pub fn store_cookies(session: &Session, url: &Url, headers: &HeaderMap) {
             // The reason only: the header carries the cookie's value.
             tracing::debug!(session = %session.name(), host = url.host_str().unwrap_or(""), reason, "Set-Cookie ignored");
         }
+    }
+    jar.take_changes()
+}
+
+/// Hands a response's jar changes to the store. With full durability the response waits
+/// here until they are committed, so a client never sees a cookie a crash could lose. A
+/// failed commit is logged (and shown by `/readyz`); the response still goes out.
+pub async fn persist(session: &Session, store: &dyn Store, changes: Vec<CookieChange>) {
+    if changes.is_empty() {
+        return;
+    }
+    let commit = store.apply(session.name(), changes);
+    if store.durability() == Durability::Full
+        && let Err(e) = commit.wait().await
+    {
+        tracing::error!(session = %session.name(), error = %e, "the cookie change was not committed");
     }
 }
 

@@ -21,6 +21,9 @@ use crate::config::CookieLimits;
 pub enum SetOutcome {
     Stored,
     Updated,
+    /// The same cookie again (same value and attributes, expiry within
+    /// [`EXPIRY_TOLERANCE`]): nothing to persist.
+    Unchanged,
     /// An expired cookie deleted a stored one.
     Removed,
     /// The cookie was refused; the reason is for the debug log (never the value).
@@ -29,7 +32,7 @@ pub enum SetOutcome {
 
 impl SetOutcome {
     pub fn changed(self) -> bool {
-        !matches!(self, SetOutcome::Ignored(_))
+        !matches!(self, SetOutcome::Ignored(_) | SetOutcome::Unchanged)
     }
 }
 
@@ -40,6 +43,59 @@ pub struct Jar {
     created: HashMap<String, u64>,
     next_seq: u64,
     limits: CookieLimits,
+    /// What changed since the last [`Jar::take_changes`], for the durable store.
+    changes: Vec<CookieChange>,
+    /// The expiry last handed to the store per cookie: a refresh that moves it by less
+    /// than [`EXPIRY_TOLERANCE`] is not a change worth a write.
+    persisted_expiry: HashMap<String, Option<i64>>,
+}
+
+/// How far a re-sent cookie's expiry may move before it counts as a change. Servers
+/// re-send `Max-Age` sessions on every response; writing each one would buy nothing.
+pub const EXPIRY_TOLERANCE: i64 = 60;
+
+/// A cookie as it is persisted and exported: every attribute, no library types. `Debug`
+/// never shows the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredCookie {
+    /// Without a leading dot.
+    pub domain: String,
+    /// Sent to `domain` only (no `Domain` attribute was given), not to its subdomains.
+    pub host_only: bool,
+    pub path: String,
+    pub name: String,
+    pub value: String,
+    pub secure: bool,
+    pub http_only: bool,
+    /// `Strict`, `Lax` or `None`, as the server wrote it.
+    pub same_site: Option<String>,
+    /// Unix seconds; `None` for a cookie that lasts as long as the session (which, in
+    /// sessiond, survives restarts).
+    pub expires: Option<i64>,
+    /// Creation order within the jar (older first).
+    pub created: u64,
+}
+
+impl std::fmt::Debug for StoredCookie {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredCookie")
+            .field("domain", &self.domain)
+            .field("path", &self.path)
+            .field("name", &self.name)
+            .field("value", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+/// One change to a jar, as the store applies it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CookieChange {
+    Put(StoredCookie),
+    Delete {
+        domain: String,
+        path: String,
+        name: String,
+    },
 }
 
 impl std::fmt::Debug for Jar {
@@ -82,7 +138,101 @@ impl Jar {
             created: HashMap::new(),
             next_seq: 0,
             limits,
+            changes: Vec::new(),
+            persisted_expiry: HashMap::new(),
         }
+    }
+
+    /// A jar holding cookies read back from the store. Expired ones are skipped; nothing
+    /// counts as a change.
+    pub fn restore(limits: CookieLimits, cookies: Vec<StoredCookie>) -> Jar {
+        let mut jar = Jar::new(limits);
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        for c in cookies {
+            if c.expires.is_some_and(|e| e <= now) {
+                continue;
+            }
+            let Some(url) = origin_url(&c) else { continue };
+            let raw = raw_cookie(&c);
+            let Ok(cookie) = cookie_store::Cookie::try_from_raw_cookie(&raw, &url) else {
+                continue;
+            };
+            let k = cookie_key(&cookie);
+            if jar.store.insert(cookie.into_owned(), &url).is_ok() {
+                jar.created.insert(k.clone(), c.created);
+                jar.persisted_expiry.insert(k, c.expires);
+                jar.next_seq = jar.next_seq.max(c.created + 1);
+            }
+        }
+        jar
+    }
+
+    /// Every unexpired cookie, oldest first.
+    pub fn export(&self) -> Vec<StoredCookie> {
+        let mut all: Vec<StoredCookie> = self
+            .store
+            .iter_unexpired()
+            .map(|c| self.stored(c))
+            .collect();
+        all.sort_by_key(|c| c.created);
+        all
+    }
+
+    /// The changes since the last call, for the store.
+    pub fn take_changes(&mut self) -> Vec<CookieChange> {
+        std::mem::take(&mut self.changes)
+    }
+
+    fn stored(&self, c: &cookie_store::Cookie<'_>) -> StoredCookie {
+        let host_only = matches!(c.domain, cookie_store::CookieDomain::HostOnly(_));
+        StoredCookie {
+            domain: domain_of(c).to_string(),
+            host_only,
+            path: c.path.as_ref().to_string(),
+            name: c.name().to_string(),
+            value: c.value().to_string(),
+            secure: c.secure().unwrap_or(false),
+            http_only: c.http_only().unwrap_or(false),
+            same_site: c.same_site().map(|s| s.to_string()),
+            expires: match &c.expires {
+                cookie_store::CookieExpiration::AtUtc(at) => Some(at.unix_timestamp()),
+                cookie_store::CookieExpiration::SessionEnd => None,
+            },
+            created: self
+                .created
+                .get(&cookie_key(c))
+                .copied()
+                .unwrap_or(u64::MAX),
+        }
+    }
+
+    /// Records a put of the cookie stored under `k`, unless it only moved its expiry by
+    /// less than the tolerance since it was last persisted.
+    fn record_put(&mut self, k: &str, before: Option<StoredCookie>) -> bool {
+        let Some((d, p, n)) = split_key(k) else {
+            return false;
+        };
+        let Some(now) = self.store.get(d, p, n).map(|c| self.stored(c)) else {
+            return false;
+        };
+        let persisted = self.persisted_expiry.get(k).copied().flatten();
+        let same_attributes = before.as_ref().is_some_and(|b| {
+            StoredCookie {
+                expires: now.expires,
+                ..b.clone()
+            } == now
+        });
+        let close_expiry = match (persisted, now.expires) {
+            (Some(a), Some(b)) => (a - b).abs() <= EXPIRY_TOLERANCE,
+            (None, None) => true,
+            _ => false,
+        };
+        if same_attributes && close_expiry {
+            return false;
+        }
+        self.persisted_expiry.insert(k.to_string(), now.expires);
+        self.changes.push(CookieChange::Put(now));
+        true
     }
 
     /// Number of stored, unexpired cookies.
@@ -129,20 +279,29 @@ impl Jar {
             return SetOutcome::Ignored("would overwrite a Secure cookie from plain http");
         }
         let k = cookie_key(&cookie);
+        let before = self
+            .store
+            .get(domain_of(&cookie), cookie.path.as_ref(), cookie.name())
+            .map(|c| self.stored(c));
         match self.store.insert(cookie, url) {
             Ok(StoreAction::Inserted) => {
                 self.created.insert(k.clone(), self.next_seq);
                 self.next_seq += 1;
+                self.record_put(&k, None);
                 self.enforce_limits(&k);
                 SetOutcome::Stored
             }
             Ok(StoreAction::UpdatedExisting) => {
                 // RFC 6265 §5.3 step 11.3: a replaced cookie keeps its creation time.
                 if !self.created.contains_key(&k) {
-                    self.created.insert(k, self.next_seq);
+                    self.created.insert(k.clone(), self.next_seq);
                     self.next_seq += 1;
                 }
-                SetOutcome::Updated
+                if self.record_put(&k, before) {
+                    SetOutcome::Updated
+                } else {
+                    SetOutcome::Unchanged
+                }
             }
             Ok(StoreAction::ExpiredExisting) => {
                 self.remove_key(&k);
@@ -227,11 +386,16 @@ impl Jar {
     }
 
     fn remove_key(&mut self, k: &str) {
-        let mut parts = k.splitn(3, '\0');
-        if let (Some(d), Some(p), Some(n)) = (parts.next(), parts.next(), parts.next()) {
+        if let Some((d, p, n)) = split_key(k) {
             self.store.remove(d, p, n);
+            self.changes.push(CookieChange::Delete {
+                domain: d.to_string(),
+                path: p.to_string(),
+                name: n.to_string(),
+            });
         }
         self.created.remove(k);
+        self.persisted_expiry.remove(k);
     }
 
     /// Drops expired cookies, then the oldest of the domain over its limit, then the
@@ -277,6 +441,48 @@ impl Jar {
             }
         }
     }
+}
+
+fn split_key(k: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = k.splitn(3, '\0');
+    Some((parts.next()?, parts.next()?, parts.next()?))
+}
+
+/// A URL from which a stored cookie could have been set, for re-inserting it.
+fn origin_url(c: &StoredCookie) -> Option<Url> {
+    let scheme = if c.secure { "https" } else { "http" };
+    let host = if c.domain.contains(':') {
+        format!("[{}]", c.domain)
+    } else {
+        c.domain.clone()
+    };
+    Url::parse(&format!("{scheme}://{host}{}", c.path)).ok()
+}
+
+/// The `Set-Cookie` a stored cookie stands for.
+fn raw_cookie(c: &StoredCookie) -> RawCookie<'static> {
+    let mut raw = RawCookie::new(c.name.clone(), c.value.clone());
+    raw.set_path(c.path.clone());
+    if !c.host_only {
+        raw.set_domain(c.domain.clone());
+    }
+    raw.set_secure(c.secure);
+    raw.set_http_only(c.http_only);
+    if let Some(same_site) = c.same_site.as_deref() {
+        raw.set_same_site(match same_site.to_ascii_lowercase().as_str() {
+            "strict" => Some(cookie::SameSite::Strict),
+            "lax" => Some(cookie::SameSite::Lax),
+            "none" => Some(cookie::SameSite::None),
+            _ => None,
+        });
+    }
+    if let Some(at) = c
+        .expires
+        .and_then(|e| time::OffsetDateTime::from_unix_timestamp(e).ok())
+    {
+        raw.set_expires(at);
+    }
+    raw
 }
 
 /// Secure-origin rules of RFC 6265bis §5.7: the Secure attribute and the name prefixes.

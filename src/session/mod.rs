@@ -11,7 +11,7 @@ mod registry;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::config::{CookieLimits, Secret, SessionSettings};
+use crate::config::{Secret, SessionSettings};
 use crate::proxy::upstream::UpstreamClient;
 pub use jar::Jar;
 pub use registry::{Registry, RegistryError};
@@ -51,7 +51,7 @@ impl Session {
         origin: Origin,
         settings: Arc<SessionSettings>,
         upstream: UpstreamClient,
-        limits: CookieLimits,
+        jar: Jar,
     ) -> Session {
         Session {
             name,
@@ -59,7 +59,7 @@ impl Session {
             origin,
             settings,
             upstream,
-            jar: Mutex::new(Jar::new(limits)),
+            jar: Mutex::new(jar),
             last_used: AtomicU64::new(tick()),
             in_flight: AtomicUsize::new(0),
         }

@@ -12,13 +12,19 @@ use super::name::valid_session_name;
 use super::{ExchangeGuard, Origin, Session};
 use crate::config::{Config, CookieLimits, SessionSettings};
 use crate::proxy::upstream::{TlsSetupError, Upstream, UpstreamClient};
+use crate::session::Jar;
+use crate::store::{Store, StoreError};
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     #[error("invalid session name: use 1-64 characters of A-Z a-z 0-9 . _ -")]
     InvalidName,
     #[error("unknown session and sessions on demand are disabled")]
     Unknown,
+    #[error("session store: {0}")]
+    Store(StoreError),
+    #[error(transparent)]
+    Tls(#[from] TlsSetupError),
 }
 
 pub struct Registry {
@@ -29,6 +35,8 @@ pub struct Registry {
     limits: CookieLimits,
     /// The upstream client of every session made from the template, built once.
     template_upstream: UpstreamClient,
+    /// Where sessions live between restarts; the map above is a cache in front of it.
+    store: Arc<dyn Store>,
 }
 
 impl Registry {
@@ -36,7 +44,11 @@ impl Registry {
     /// `[[clients]]`, so those exist whether or not sessions on demand are allowed.
     /// Fails if a session's TLS settings cannot be used (a key that does not match its
     /// certificate, say): better at start than on the first request.
-    pub fn new(config: &Config, upstream: &Upstream) -> Result<Registry, TlsSetupError> {
+    pub fn new(
+        config: &Config,
+        upstream: &Upstream,
+        store: Arc<dyn Store>,
+    ) -> Result<Registry, RegistryError> {
         warn_if_unverified("template", &config.template);
         let registry = Registry {
             sessions: DashMap::new(),
@@ -45,23 +57,30 @@ impl Registry {
             max_sessions: config.proxy.max_sessions,
             limits: config.proxy.cookies,
             template_upstream: upstream.client_for(&config.template)?,
+            store,
         };
         for s in &config.sessions {
             warn_if_unverified(&s.name, &s.settings);
+            let jar = registry
+                .stored_jar(&s.name)?
+                .unwrap_or_else(|| Jar::new(registry.limits));
             registry.insert(Session::new(
                 Arc::from(s.name.as_str()),
                 s.secret.clone(),
                 Origin::Configured,
                 Arc::clone(&s.settings),
                 upstream.client_for(&s.settings)?,
-                registry.limits,
+                jar,
             ));
         }
         let implied =
             std::iter::once("default").chain(config.clients.iter().map(|c| c.session.as_str()));
         for name in implied {
             if registry.get(name).is_none() {
-                registry.insert(registry.new_from_template(name, Origin::Configured));
+                let jar = registry
+                    .stored_jar(name)?
+                    .unwrap_or_else(|| Jar::new(registry.limits));
+                registry.insert(registry.new_from_template(name, Origin::Configured, jar));
             }
         }
         Ok(registry)
@@ -86,18 +105,22 @@ impl Registry {
         if !valid_session_name(name) {
             return Err(RegistryError::InvalidName);
         }
-        if !self.dynamic {
+        // Not in memory: maybe in the store (evicted, or from before a restart). A session
+        // the store knows is loaded even with sessions on demand off: it exists.
+        let stored = self.stored_jar(name)?;
+        if stored.is_none() && !self.dynamic {
             return Err(RegistryError::Unknown);
         }
         if self.sessions.len() >= self.max_sessions {
             self.evict_one();
         }
+        let jar = stored.unwrap_or_else(|| Jar::new(self.limits));
         // Two requests may race to create the same name; the entry API makes one win and
         // both use it. The guard is held only for this synchronous insert.
         let guard = self
             .sessions
             .entry(Arc::from(name))
-            .or_insert_with(|| Arc::new(self.new_from_template(name, Origin::Dynamic)))
+            .or_insert_with(|| Arc::new(self.new_from_template(name, Origin::Dynamic, jar)))
             .value()
             .begin_exchange();
         Ok(guard)
@@ -138,15 +161,25 @@ impl Registry {
         }
     }
 
-    fn new_from_template(&self, name: &str, origin: Origin) -> Session {
+    fn new_from_template(&self, name: &str, origin: Origin, jar: Jar) -> Session {
         Session::new(
             Arc::from(name),
             None,
             origin,
             Arc::clone(&self.template),
             self.template_upstream.clone(),
-            self.limits,
+            jar,
         )
+    }
+
+    /// The session's jar as the store has it, if the store knows the session.
+    fn stored_jar(&self, name: &str) -> Result<Option<Jar>, RegistryError> {
+        let cookies = self.store.load(name).map_err(RegistryError::Store)?;
+        Ok(cookies.map(|c| Jar::restore(self.limits, c)))
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
     }
 
     fn insert(&self, session: Session) {

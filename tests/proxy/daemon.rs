@@ -29,6 +29,15 @@ impl Spawned {
     /// As `start`, with extra config after `[proxy]` and `[admin]`, and `RUST_LOG` settable
     /// through `extra_env`.
     fn with_config(extra_toml: &str, extra_env: &[(&str, &str)]) -> Spawned {
+        Spawned::with_state(&temp_path("state"), extra_toml, extra_env)
+    }
+
+    /// As `with_config`, keeping its state in `state_dir` (to start again on it).
+    fn with_state(
+        state_dir: &std::path::Path,
+        extra_toml: &str,
+        extra_env: &[(&str, &str)],
+    ) -> Spawned {
         let config = std::env::temp_dir().join(format!(
             "sessiond-daemon-test-{}-{}.toml",
             std::process::id(),
@@ -38,7 +47,7 @@ impl Spawned {
             &config,
             format!(
                 "[proxy]\nlisten = [\"127.0.0.1:0\"]\nstate_dir = \"{}\"\n[admin]\nlisten = \"127.0.0.1:0\"\n{extra_toml}",
-                temp_path("state").display()
+                state_dir.display()
             ),
         )
         .unwrap();
@@ -262,4 +271,75 @@ hosts = ["api.test"]
     for secret in ["session-secret-1", "credential-secret-2", "query-secret-4"] {
         assert!(!all.contains(secret), "{secret} appears in the log:\n{all}");
     }
+}
+
+/// `kill -9` right after hundreds of acknowledged `Set-Cookie` responses loses none of
+/// them: with full durability a response leaves only once its cookie is committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_loses_no_acknowledged_cookie() {
+    let origin = std::sync::Arc::new(Origin::start().await);
+    let state = temp_path("kill9");
+    let mut daemon = Spawned::with_state(&state, "", &[]);
+    let addr = daemon.addr;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..300 {
+        let origin = std::sync::Arc::clone(&origin);
+        tasks.spawn(async move {
+            let r = send(
+                addr,
+                get(&origin.url("/x"))
+                    .header("x-session", format!("k{}", i % 10))
+                    .header("x-set-cookie", format!("c{i}=v{i}; Path=/")),
+            )
+            .await;
+            assert_eq!(r.status, 200);
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    // Every response above was acknowledged (30 cookies per session, under the per-domain
+    // limit of 50); now the process dies without warning.
+    daemon.child.kill().unwrap();
+    daemon.child.wait().unwrap();
+
+    let again = Spawned::with_state(&state, "", &[]);
+    let mut found = 0;
+    for s in 0..10 {
+        let cookies = send(
+            again.addr,
+            get(&origin.url("/cookies")).header("x-session", format!("k{s}")),
+        )
+        .await
+        .cookies();
+        for (name, value) in &cookies {
+            assert_eq!(value, &format!("v{}", &name[1..]));
+        }
+        found += cookies.len();
+    }
+    assert_eq!(found, 300, "cookies were lost across kill -9");
+}
+
+/// A store file that is not a database is moved aside; the daemon starts empty and serves.
+#[tokio::test]
+async fn a_corrupt_store_is_moved_aside() {
+    let origin = Origin::start().await;
+    let state = temp_path("corrupt");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(
+        state.join("sessions.db"),
+        b"this is not a database, not even close",
+    )
+    .unwrap();
+    let daemon = Spawned::with_state(&state, "", &[]);
+    let r = send(daemon.addr, get(&origin.url("/cookies/set/after/1"))).await;
+    assert_eq!(r.status, 302);
+    let names: Vec<String> = std::fs::read_dir(&state)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().any(|n| n.starts_with("sessions.db.corrupt-")),
+        "{names:?}"
+    );
 }

@@ -8,4 +8,5 @@ mod https;
 mod identify;
 mod rewrite;
 mod server;
+mod store;
 mod upstream;

@@ -328,8 +328,9 @@ pub fn config(toml: &str) -> Config {
     let any = SocketAddr::from(([127, 0, 0, 1], 0));
     config.proxy.listen = vec![any];
     config.admin.listen = any;
-    // Each daemon gets its own CA, never one in the working directory.
+    // Each daemon gets its own state (CA, session store), never the working directory's.
     let dir = temp_path("state");
+    config.proxy.state_dir = dir.clone();
     config.tls.ca_cert = dir.join("ca.pem");
     config.tls.ca_key = dir.join("ca.key");
     config.tls.ca_configured = false;
@@ -343,6 +344,15 @@ pub fn config(toml: &str) -> Config {
 
 pub async fn start(toml: &str) -> Daemon {
     Daemon::start(config(toml)).await.expect("daemon starts")
+}
+
+/// As [`start`], with its state (CA, store) in `dir`, to start again on it.
+pub async fn start_in(toml: &str, dir: &std::path::Path) -> Daemon {
+    let mut config = config(toml);
+    config.proxy.state_dir = dir.to_path_buf();
+    config.tls.ca_cert = dir.join("ca.pem");
+    config.tls.ca_key = dir.join("ca.key");
+    Daemon::start(config).await.expect("daemon starts")
 }
 
 /// What a client got back.
