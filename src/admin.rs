@@ -1,54 +1,340 @@
-//! The admin API. Endpoints so far:
+//! The admin API, on `admin.listen`. With `admin.token` (or `admin.token_file`) every call
+//! needs `Authorization: Bearer TOKEN`; without one only loopback clients are answered.
+//! Errors are JSON objects `{"error": "..."}` with a fitting status.
 //!
-//! | endpoint        | answer                                              |
-//! |-----------------|-----------------------------------------------------|
-//! | `GET /healthz`  | `200 ok` while the process serves                   |
-//! | `GET /readyz`   | `200 ready`; `503` while the store's last commit failed |
-//!
-//! Everything else is `404`. Session, cookie and event endpoints come with the store.
-//! There is no admin token yet, so clients other than loopback get `403`.
+//! | endpoint                                   | what                                      |
+//! |--------------------------------------------|-------------------------------------------|
+//! | `GET /healthz`                             | `200 ok` while the process serves         |
+//! | `GET /readyz`                              | `200`; `503` while store commits fail     |
+//! | `GET /sessions`                            | every session, in memory or in the store  |
+//! | `GET /sessions/NAME`                       | one session's settings (no secrets)       |
+//! | `DELETE /sessions/NAME`                    | forget it (a configured one: its cookies) |
+//! | `GET /sessions/NAME/cookies[?format=netscape]` | the jar, JSON or cookies.txt          |
+//! | `PUT /sessions/NAME/cookies`               | replace the jar (JSON or cookies.txt)     |
+//! | `POST /sessions/NAME/cookies`              | merge into the jar                        |
+//! | `DELETE /sessions/NAME/cookies[?domain=D&name=N]` | clear all, or matching ones        |
+//! | `GET /ca.pem`                              | the local CA certificate                  |
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt as _, Limited};
+use hyper::body::Incoming;
+use serde_json::{Value, json};
 
+use crate::config::Secret;
 use crate::proxy::Proxy;
 use crate::proxy::body::ProxyBody;
+use crate::session::formats;
+use crate::session::{ExchangeGuard, Origin, RegistryError};
+
+/// The largest cookie import accepted.
+const MAX_IMPORT_BYTES: usize = 16 * 1024 * 1024;
 
 pub struct Admin {
     proxy: Arc<Proxy>,
+    ca_pem: String,
+    token: Option<Secret>,
 }
 
+/// An admin call that failed: its status and message.
+struct Failure(StatusCode, String);
+
+type Reply = Result<Response<ProxyBody>, Failure>;
+
 impl Admin {
-    pub fn new(proxy: Arc<Proxy>) -> Admin {
-        Admin { proxy }
+    pub fn new(proxy: Arc<Proxy>, ca_pem: String, token: Option<Secret>) -> Admin {
+        Admin {
+            proxy,
+            ca_pem,
+            token,
+        }
     }
 
     /// `peer` is the client's canonical address.
-    pub fn handle<B>(&self, req: Request<B>, peer: SocketAddr) -> Response<ProxyBody> {
-        if !peer.ip().is_loopback() {
-            return text(
-                StatusCode::FORBIDDEN,
-                "the admin API answers loopback clients only\n".into(),
-            );
-        }
-        match (req.method(), req.uri().path()) {
-            (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n".into()),
-            (&Method::GET, "/readyz") => match self.proxy.registry().store().last_error() {
-                None => text(
-                    StatusCode::OK,
-                    format!("ready: {} sessions\n", self.proxy.registry().len()),
-                ),
-                Some(e) => text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("not ready: the last commit to the session store failed: {e}\n"),
-                ),
-            },
-            _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
+    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+        let reply = match self.authorize(&req, peer) {
+            Ok(()) => self.route(req).await,
+            Err(f) => Err(f),
+        };
+        reply.unwrap_or_else(|Failure(status, message)| {
+            let mut resp = json_response(status, &json!({ "error": message }));
+            if status == StatusCode::UNAUTHORIZED {
+                resp.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    http::HeaderValue::from_static("Bearer realm=\"sessiond\""),
+                );
+            }
+            resp
+        })
+    }
+
+    fn authorize<B>(&self, req: &Request<B>, peer: SocketAddr) -> Result<(), Failure> {
+        let Some(token) = &self.token else {
+            return if peer.ip().is_loopback() {
+                Ok(())
+            } else {
+                Err(Failure(
+                    StatusCode::FORBIDDEN,
+                    "without admin.token the admin API answers loopback clients only".into(),
+                ))
+            };
+        };
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        match given {
+            Some(t) if token.matches(t) => Ok(()),
+            _ => Err(Failure(
+                StatusCode::UNAUTHORIZED,
+                "send Authorization: Bearer <admin.token>".into(),
+            )),
         }
     }
+
+    async fn route(&self, req: Request<Incoming>) -> Reply {
+        let path = req.uri().path().trim_end_matches('/').to_string();
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let method = req.method().clone();
+        match (&method, segments.as_slice()) {
+            (&Method::GET, ["healthz"]) => Ok(text(StatusCode::OK, "ok\n".into())),
+            (&Method::GET, ["readyz"]) => Ok(self.readyz()),
+            (&Method::GET, ["ca.pem"]) => {
+                let mut resp = text(StatusCode::OK, self.ca_pem.clone());
+                resp.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/x-pem-file"),
+                );
+                Ok(resp)
+            }
+            (&Method::GET, ["sessions"]) => self.list(),
+            (&Method::GET, ["sessions", name]) => self.show(name),
+            (&Method::DELETE, ["sessions", name]) => self.delete(name).await,
+            (&Method::GET, ["sessions", name, "cookies"]) => self.cookies(name, &req),
+            (&Method::PUT | &Method::POST, ["sessions", name, "cookies"]) => {
+                let name = name.to_string();
+                self.import(&name, req, method == Method::PUT).await
+            }
+            (&Method::DELETE, ["sessions", name, "cookies"]) => self.clear(name, &req).await,
+            (_, ["healthz" | "readyz" | "ca.pem" | "sessions", ..]) => Err(Failure(
+                StatusCode::METHOD_NOT_ALLOWED,
+                format!("{method} is not allowed here"),
+            )),
+            _ => Err(Failure(
+                StatusCode::NOT_FOUND,
+                format!("no endpoint {path}"),
+            )),
+        }
+    }
+
+    fn readyz(&self) -> Response<ProxyBody> {
+        match self.proxy.registry().store().last_error() {
+            None => text(
+                StatusCode::OK,
+                format!("ready: {} sessions\n", self.proxy.registry().len()),
+            ),
+            Some(e) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: the last commit to the session store failed: {e}\n"),
+            ),
+        }
+    }
+
+    fn list(&self) -> Reply {
+        let registry = self.proxy.registry();
+        let mut names: Vec<String> = registry.names().iter().map(|n| n.to_string()).collect();
+        let stored = registry.store().sessions().map_err(internal)?;
+        names.extend(stored);
+        names.sort();
+        names.dedup();
+        let sessions: Vec<Value> = names
+            .iter()
+            .map(|name| {
+                let live = registry.get(name);
+                json!({
+                    "name": name,
+                    "in_memory": live.is_some(),
+                    "configured": live.as_ref().is_some_and(|s| s.origin() == Origin::Configured),
+                })
+            })
+            .collect();
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({ "sessions": sessions }),
+        ))
+    }
+
+    fn show(&self, name: &str) -> Reply {
+        let guard = self.session(name, false)?;
+        let session = guard.session();
+        let settings = session.settings();
+        let pairs = |list: &[(http::HeaderName, http::HeaderValue)]| -> Value {
+            list.iter()
+                .map(|(n, v)| (n.to_string(), json!(v.to_str().unwrap_or("<binary>"))))
+                .collect::<serde_json::Map<_, _>>()
+                .into()
+        };
+        let body = json!({
+            "name": session.name().as_ref(),
+            "configured": session.origin() == Origin::Configured,
+            "has_secret": session.secret().is_some(),
+            "cookies": session.jar().len(),
+            "headers": pairs(&settings.headers),
+            "override_headers": pairs(&settings.override_headers),
+            "remove_headers": settings.remove_headers.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+            // Which headers credentials set, never their values.
+            "credentials": settings.auth.iter().map(|c| json!({ "header": c.header.as_str(), "override": c.override_client })).collect::<Vec<_>>(),
+            "timeouts": {
+                "connect_ms": settings.timeouts.connect.as_millis() as u64,
+                "response_ms": settings.timeouts.response.as_millis() as u64,
+                "read_ms": settings.timeouts.read.as_millis() as u64,
+            },
+            "upstream_proxy": settings.upstream_proxy.is_some(),
+            "verify_tls": settings.tls.verify,
+        });
+        Ok(json_response(StatusCode::OK, &body))
+    }
+
+    async fn delete(&self, name: &str) -> Reply {
+        let registry = self.proxy.registry();
+        let guard = self.session(name, false)?;
+        let configured = guard.session().origin() == Origin::Configured;
+        if configured {
+            // A configured session cannot stop existing; it loses its cookies.
+            guard.session().jar().remove_matching(None, None);
+            self.persist(&guard).await?;
+        } else {
+            drop(guard);
+            registry.forget(name);
+            registry
+                .store()
+                .delete_session(name)
+                .wait()
+                .await
+                .map_err(internal)?;
+        }
+        Ok(empty(StatusCode::NO_CONTENT))
+    }
+
+    fn cookies(&self, name: &str, req: &Request<Incoming>) -> Reply {
+        let guard = self.session(name, false)?;
+        let cookies = guard.session().jar().export();
+        match query(req, "format").as_deref() {
+            None | Some("json") => Ok(json_response(StatusCode::OK, &formats::to_json(&cookies))),
+            Some("netscape") => Ok(text(StatusCode::OK, formats::to_netscape(&cookies))),
+            Some(other) => Err(Failure(
+                StatusCode::BAD_REQUEST,
+                format!("format={other}: use json or netscape"),
+            )),
+        }
+    }
+
+    async fn import(&self, name: &str, req: Request<Incoming>, replace: bool) -> Reply {
+        let format = query(&req, "format");
+        let json_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.starts_with("application/json"));
+        let body = Limited::new(req.into_body(), MAX_IMPORT_BYTES)
+            .collect()
+            .await
+            .map_err(|e| {
+                Failure(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("cannot read the body: {e}"),
+                )
+            })?
+            .to_bytes();
+        let text = std::str::from_utf8(&body)
+            .map_err(|_| Failure(StatusCode::BAD_REQUEST, "the body is not UTF-8".into()))?;
+        let as_json = match format.as_deref() {
+            Some("json") => true,
+            Some("netscape") => false,
+            Some(other) => {
+                return Err(Failure(
+                    StatusCode::BAD_REQUEST,
+                    format!("format={other}: use json or netscape"),
+                ));
+            }
+            None => json_type || text.trim_start().starts_with('['),
+        };
+        // Parsed whole before anything changes: a bad line imports nothing.
+        let cookies = if as_json {
+            formats::from_json_str(text)
+        } else {
+            formats::from_netscape(text)
+        }
+        .map_err(|e| Failure(StatusCode::BAD_REQUEST, e.to_string()))?;
+        let guard = self.session(name, true)?;
+        let imported = guard.session().jar().import(cookies, replace);
+        self.persist(&guard).await?;
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({ "imported": imported }),
+        ))
+    }
+
+    async fn clear(&self, name: &str, req: &Request<Incoming>) -> Reply {
+        let guard = self.session(name, false)?;
+        let (domain, cookie) = (query(req, "domain"), query(req, "name"));
+        let removed = guard
+            .session()
+            .jar()
+            .remove_matching(domain.as_deref(), cookie.as_deref());
+        self.persist(&guard).await?;
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({ "removed": removed }),
+        ))
+    }
+
+    fn session(&self, name: &str, create: bool) -> Result<ExchangeGuard, Failure> {
+        match self.proxy.registry().enter_for_admin(name, create) {
+            Ok(Some(guard)) => Ok(guard),
+            Ok(None) => Err(Failure(
+                StatusCode::NOT_FOUND,
+                format!("no session {name:?}"),
+            )),
+            Err(RegistryError::InvalidName) => Err(Failure(
+                StatusCode::BAD_REQUEST,
+                "invalid session name: use 1-64 characters of A-Z a-z 0-9 . _ -".into(),
+            )),
+            Err(e) => Err(internal(e)),
+        }
+    }
+
+    /// Commits the jar's changes before answering: an acknowledged edit is durable.
+    async fn persist(&self, guard: &ExchangeGuard) -> Result<(), Failure> {
+        let session = guard.session();
+        let changes = session.jar().take_changes();
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.proxy
+            .registry()
+            .store()
+            .apply(session.name(), changes)
+            .wait()
+            .await
+            .map_err(internal)
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> Failure {
+    Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+fn query(req: &Request<Incoming>, key: &str) -> Option<String> {
+    let q = req.uri().query()?;
+    url::form_urlencoded::parse(q.as_bytes())
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.into_owned())
 }
 
 fn text(status: StatusCode, body: String) -> Response<ProxyBody> {
@@ -61,61 +347,18 @@ fn text(status: StatusCode, body: String) -> Response<ProxyBody> {
     resp
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::Config;
-    use crate::certs::{CertAuthority, Minter};
-    use crate::connect::Tunnels;
-    use crate::proxy::identify::Identifier;
-    use crate::proxy::upstream::Upstream;
-    use crate::session::Registry;
-    use crate::store::Durability;
-    use crate::store::sqlite::SqliteStore;
+fn json_response(status: StatusCode, value: &Value) -> Response<ProxyBody> {
+    let mut resp = Response::new(ProxyBody::full(Bytes::from(value.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
 
-    fn admin() -> Admin {
-        let config = Config::defaults();
-        let upstream = Upstream::new(&config.upstream);
-        let dir = std::env::temp_dir().join(format!(
-            "sessiond-admin-test-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        let store = SqliteStore::open(&dir, Durability::Full).unwrap();
-        let tunnels = Tunnels {
-            builder: Arc::new(hyper_util::server::conn::auto::Builder::new(
-                hyper_util::rt::TokioExecutor::new(),
-            )),
-            head_timeout: std::time::Duration::from_secs(1),
-            tls: config.tls.clone(),
-            minter: Arc::new(Minter::new(Arc::new(CertAuthority::generate().unwrap()))),
-        };
-        let identifier = Identifier {
-            registry: Registry::new(&config, &upstream, Arc::new(store)).unwrap(),
-            clients: Vec::new(),
-            require_auth: false,
-        };
-        Admin::new(Arc::new(Proxy::new(identifier, tunnels)))
-    }
-
-    fn get(path: &str) -> Request<()> {
-        Request::get(path).body(()).unwrap()
-    }
-
-    #[test]
-    fn health_answers_loopback_and_refuses_others() {
-        let a = admin();
-        let local: SocketAddr = "127.0.0.1:40000".parse().unwrap();
-        let remote: SocketAddr = "192.0.2.7:40000".parse().unwrap();
-        assert_eq!(a.handle(get("/healthz"), local).status(), StatusCode::OK);
-        assert_eq!(a.handle(get("/readyz"), local).status(), StatusCode::OK);
-        assert_eq!(
-            a.handle(get("/nope"), local).status(),
-            StatusCode::NOT_FOUND
-        );
-        assert_eq!(
-            a.handle(get("/healthz"), remote).status(),
-            StatusCode::FORBIDDEN
-        );
-    }
+fn empty(status: StatusCode) -> Response<ProxyBody> {
+    let mut resp = Response::new(ProxyBody::empty());
+    *resp.status_mut() = status;
+    resp
 }

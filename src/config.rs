@@ -117,6 +117,9 @@ impl TlsConfig {
 #[derive(Debug, Clone)]
 pub struct AdminConfig {
     pub listen: SocketAddr,
+    /// `admin.token` or the contents of `admin.token_file`: every call then needs
+    /// `Authorization: Bearer TOKEN`. Without one only loopback clients are answered.
+    pub token: Option<Secret>,
 }
 
 #[derive(Debug, Clone)]
@@ -332,11 +335,28 @@ type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 fn validate(mut raw: raw::RawConfig, env: EnvLookup<'_>) -> Result<Config, ConfigError> {
     let proxy = validate_proxy(raw.proxy)?;
+    let token = match (raw.admin.token.take(), raw.admin.token_file.take()) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::invalid(
+                "admin.token_file",
+                "give admin.token or admin.token_file, not both",
+            ));
+        }
+        (Some(t), None) => Some(read_secret("admin.token", "token", &t, env)?),
+        (None, Some(path)) => Some(read_secret(
+            "admin.token_file",
+            "token_file",
+            &path.to_string_lossy(),
+            env,
+        )?),
+        (None, None) => None,
+    };
     let admin = AdminConfig {
         listen: match raw.admin.listen.as_deref() {
             Some(s) => parse_addr("admin.listen", s)?,
             None => SocketAddr::from(([127, 0, 0, 1], 8081)),
         },
+        token: token.map(Secret::new),
     };
     let global_bundle = raw
         .upstream

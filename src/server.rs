@@ -199,7 +199,11 @@ impl Daemon {
             ));
         }
 
-        let admin_state = Arc::new(admin::Admin::new(Arc::clone(&proxy)));
+        let admin_state = Arc::new(admin::Admin::new(
+            Arc::clone(&proxy),
+            ca.cert_pem().to_string(),
+            config.admin.token.clone(),
+        ));
         // The admin API has its own small limit so health checks still answer when the
         // proxy is saturated.
         accept_loops.spawn(accept_loop(
@@ -211,9 +215,14 @@ impl Daemon {
             move |accepted: Accepted| {
                 let admin = Arc::clone(&admin_state);
                 service_fn(move |req| {
-                    let _busy = accepted.activity.begin();
-                    let resp = admin.handle(req, accepted.peer);
-                    async move { Ok::<_, Infallible>(resp) }
+                    let admin = Arc::clone(&admin);
+                    let busy = accepted.activity.begin();
+                    let peer = accepted.peer;
+                    async move {
+                        let resp = admin.handle(req, peer).await;
+                        drop(busy);
+                        Ok::<_, Infallible>(resp)
+                    }
                 })
             },
         ));

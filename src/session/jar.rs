@@ -161,7 +161,7 @@ impl Jar {
             if jar.store.insert(cookie.into_owned(), &url).is_ok() {
                 jar.created.insert(k.clone(), c.created);
                 jar.persisted_expiry.insert(k, c.expires);
-                jar.next_seq = jar.next_seq.max(c.created + 1);
+                jar.next_seq = jar.next_seq.max(c.created.saturating_add(1));
             }
         }
         jar
@@ -176,6 +176,59 @@ impl Jar {
             .collect();
         all.sort_by_key(|c| c.created);
         all
+    }
+
+    /// Adds cookies from an import (merging: a cookie with the same domain, path and name
+    /// is replaced), or with `replace` makes them the whole jar. Expired ones are skipped.
+    /// Every change is recorded for the store. Returns how many cookies were taken.
+    pub fn import(&mut self, cookies: Vec<StoredCookie>, replace: bool) -> usize {
+        if replace {
+            self.remove_matching(None, None);
+        }
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let mut taken = 0;
+        for c in cookies {
+            if c.expires.is_some_and(|e| e <= now) {
+                continue;
+            }
+            let Some(url) = origin_url(&c) else { continue };
+            let Ok(cookie) = cookie_store::Cookie::try_from_raw_cookie(&raw_cookie(&c), &url)
+            else {
+                continue;
+            };
+            let k = cookie_key(&cookie);
+            if self.store.insert(cookie.into_owned(), &url).is_err() {
+                continue;
+            }
+            if !self.created.contains_key(&k) {
+                self.created.insert(k.clone(), self.next_seq);
+                self.next_seq += 1;
+            }
+            self.persisted_expiry.remove(&k);
+            self.record_put(&k, None);
+            self.enforce_limits(&k);
+            taken += 1;
+        }
+        taken
+    }
+
+    /// Removes every cookie, or those of one domain and/or name. Returns how many.
+    pub fn remove_matching(&mut self, domain: Option<&str>, name: Option<&str>) -> usize {
+        let doomed: Vec<String> = self
+            .created
+            .keys()
+            .filter(|k| {
+                split_key(k).is_some_and(|(d, _, n)| {
+                    domain.is_none_or(|want| want.trim_start_matches('.').eq_ignore_ascii_case(d))
+                        && name.is_none_or(|want| want == n)
+                })
+            })
+            .cloned()
+            .collect();
+        for k in &doomed {
+            self.remove_key(k);
+        }
+        doomed.len()
     }
 
     /// The changes since the last call, for the store.
@@ -451,7 +504,8 @@ fn split_key(k: &str) -> Option<(&str, &str, &str)> {
 /// A URL from which a stored cookie could have been set, for re-inserting it.
 fn origin_url(c: &StoredCookie) -> Option<Url> {
     let scheme = if c.secure { "https" } else { "http" };
-    let host = if c.domain.contains(':') {
+    // cookie_store keeps an IPv6 host in brackets (`[::1]`); an imported one may lack them.
+    let host = if c.domain.contains(':') && !c.domain.starts_with('[') {
         format!("[{}]", c.domain)
     } else {
         c.domain.clone()

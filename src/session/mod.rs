@@ -4,6 +4,7 @@
 //! Nothing in this module does I/O; the jar lives behind a `std::sync::Mutex` because no
 //! `.await` ever happens while it is held.
 
+pub mod formats;
 pub mod jar;
 pub mod name;
 mod registry;

@@ -97,6 +97,46 @@ impl Registry {
         self.sessions.get(name).map(|s| s.value().begin_exchange())
     }
 
+    /// A session for the admin API: in memory, or loaded from the store; with `create`,
+    /// made from the template if it exists nowhere (whatever `dynamic_sessions` says: the
+    /// operator asked for it). Marked busy like an exchange while the guard lives.
+    pub fn enter_for_admin(
+        &self,
+        name: &str,
+        create: bool,
+    ) -> Result<Option<ExchangeGuard>, RegistryError> {
+        if let Some(guard) = self.enter(name) {
+            return Ok(Some(guard));
+        }
+        if !valid_session_name(name) {
+            return Err(RegistryError::InvalidName);
+        }
+        let stored = self.stored_jar(name)?;
+        if stored.is_none() && !create {
+            return Ok(None);
+        }
+        let jar = stored.unwrap_or_else(|| Jar::new(self.limits));
+        let guard = self
+            .sessions
+            .entry(Arc::from(name))
+            .or_insert_with(|| Arc::new(self.new_from_template(name, Origin::Dynamic, jar)))
+            .value()
+            .begin_exchange();
+        Ok(Some(guard))
+    }
+
+    /// The names of the sessions in memory, sorted.
+    pub fn names(&self) -> Vec<Arc<str>> {
+        let mut names: Vec<Arc<str>> = self.sessions.iter().map(|e| Arc::clone(e.key())).collect();
+        names.sort();
+        names
+    }
+
+    /// Drops a session from memory (the store keeps it unless told otherwise).
+    pub fn forget(&self, name: &str) {
+        self.sessions.remove(name);
+    }
+
     /// As [`enter`](Self::enter), making the session from the template if allowed.
     pub fn enter_or_create(&self, name: &str) -> Result<ExchangeGuard, RegistryError> {
         if let Some(guard) = self.enter(name) {

@@ -42,6 +42,9 @@ pub trait Store: Send + Sync + 'static {
     /// A session's cookies, or `None` if the store has never seen the session.
     fn load(&self, session: &str) -> Result<Option<Vec<StoredCookie>>, StoreError>;
 
+    /// Every session the store knows, by name.
+    fn sessions(&self) -> Result<Vec<String>, StoreError>;
+
     /// Queues a session's changes; the [`Commit`] completes once they are committed.
     fn apply(&self, session: &str, changes: Vec<CookieChange>) -> Commit;
 

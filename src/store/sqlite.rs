@@ -157,6 +157,15 @@ impl Store for SqliteStore {
         Ok(Some(cookies))
     }
 
+    fn sessions(&self) -> Result<Vec<String>, StoreError> {
+        let conn = lock(&self.reader);
+        let mut stmt = conn.prepare_cached("SELECT name FROM sessions ORDER BY name")?;
+        let names = stmt
+            .query_map([], |row| row.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
+        Ok(names)
+    }
+
     fn apply(&self, session: &str, changes: Vec<CookieChange>) -> Commit {
         self.queue(Job::Apply {
             session: session.to_string(),

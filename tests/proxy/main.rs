@@ -2,6 +2,7 @@
 
 mod support;
 
+mod admin;
 mod cookies;
 mod daemon;
 mod https;

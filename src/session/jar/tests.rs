@@ -609,3 +609,519 @@ fn client_cookie_that_is_not_utf8_is_kept_byte_for_byte() {
         .unwrap();
     assert_eq!(value.as_bytes(), b"mine=caf\xe9; jar=1");
 }
+
+// ---- change tracking, for the durable store ----
+
+/// 2070-01-01T00:00:00Z, and `Expires` dates a few seconds after it: explicit dates make
+/// the expiry tolerance testable without a clock.
+const Y2070: i64 = 3_155_760_000;
+
+fn expires_at(seconds_after_2070: u32) -> String {
+    let (m, s) = (seconds_after_2070 / 60, seconds_after_2070 % 60);
+    format!("Expires=Wed, 01 Jan 2070 00:{m:02}:{s:02} GMT")
+}
+
+/// The cookie a change puts, or a panic naming what it was instead.
+fn put(change: &CookieChange) -> &StoredCookie {
+    match change {
+        CookieChange::Put(c) => c,
+        other => panic!("expected a Put, got {other:?}"),
+    }
+}
+
+fn delete(domain: &str, path: &str, name: &str) -> CookieChange {
+    CookieChange::Delete {
+        domain: domain.to_string(),
+        path: path.to_string(),
+        name: name.to_string(),
+    }
+}
+
+#[test]
+fn new_cookie_gives_one_put_with_every_attribute() {
+    let mut j = jar();
+    let header = format!(
+        "sid=abc; Domain=example.com; Path=/app; Secure; HttpOnly; SameSite=Lax; {}",
+        expires_at(0)
+    );
+    assert_eq!(
+        set(&mut j, "https://www.example.com/login", &header),
+        SetOutcome::Stored
+    );
+    let changes = j.take_changes();
+    assert_eq!(changes.len(), 1);
+    let c = put(&changes[0]);
+    assert_eq!(
+        c,
+        &StoredCookie {
+            domain: "example.com".to_string(),
+            host_only: false,
+            path: "/app".to_string(),
+            name: "sid".to_string(),
+            value: "abc".to_string(),
+            secure: true,
+            http_only: true,
+            same_site: Some("Lax".to_string()),
+            expires: Some(Y2070),
+            created: 0,
+        }
+    );
+    assert_eq!(c.value, "abc", "Debug hides it; compare it explicitly");
+
+    assert_eq!(
+        set(&mut j, "http://a.example.com/x/login", "h=1"),
+        SetOutcome::Stored
+    );
+    let changes = j.take_changes();
+    assert_eq!(changes.len(), 1);
+    assert_eq!(
+        put(&changes[0]),
+        &StoredCookie {
+            domain: "a.example.com".to_string(),
+            host_only: true,
+            path: "/x".to_string(),
+            name: "h".to_string(),
+            value: "1".to_string(),
+            secure: false,
+            http_only: false,
+            same_site: None,
+            expires: None,
+            created: 1,
+        }
+    );
+}
+
+#[test]
+fn identical_set_cookie_is_unchanged_and_records_nothing() {
+    let mut j = jar();
+    let persistent = format!("p=1; Path=/; HttpOnly; SameSite=Strict; {}", expires_at(0));
+    for header in ["session=1", "aged=1; Max-Age=3600", persistent.as_str()] {
+        assert_eq!(
+            set(&mut j, "https://example.com/", header),
+            SetOutcome::Stored
+        );
+        assert_eq!(j.take_changes().len(), 1, "{header}");
+        assert_eq!(
+            set(&mut j, "https://example.com/", header),
+            SetOutcome::Unchanged,
+            "{header}"
+        );
+        assert!(!SetOutcome::Unchanged.changed());
+        assert_eq!(j.take_changes(), [], "{header}");
+    }
+}
+
+#[test]
+fn expiry_moved_within_the_tolerance_is_unchanged() {
+    assert_eq!(
+        EXPIRY_TOLERANCE, 60,
+        "the dates below are chosen around 60s"
+    );
+    let mut j = jar();
+    let at = |s| format!("sid=1; {}", expires_at(s));
+    set(&mut j, "http://example.com/", &at(0));
+    j.take_changes();
+    assert_eq!(
+        set(&mut j, "http://example.com/", &at(30)),
+        SetOutcome::Unchanged
+    );
+    assert_eq!(
+        set(&mut j, "http://example.com/", &at(60)),
+        SetOutcome::Unchanged
+    );
+    assert_eq!(j.take_changes(), []);
+    assert_eq!(
+        set(&mut j, "http://example.com/", &at(61)),
+        SetOutcome::Updated
+    );
+    let changes = j.take_changes();
+    assert_eq!(changes.len(), 1);
+    assert_eq!(put(&changes[0]).expires, Some(Y2070 + 61));
+    // Earlier is a move too.
+    assert_eq!(
+        set(&mut j, "http://example.com/", &at(0)),
+        SetOutcome::Updated
+    );
+    assert_eq!(put(&j.take_changes()[0]).expires, Some(Y2070));
+}
+
+#[test]
+fn small_expiry_moves_add_up_against_what_was_persisted() {
+    let mut j = jar();
+    let at = |s| format!("sid=1; {}", expires_at(s));
+    set(&mut j, "http://example.com/", &at(0));
+    j.take_changes();
+    assert_eq!(
+        set(&mut j, "http://example.com/", &at(40)),
+        SetOutcome::Unchanged
+    );
+    // 40s after the last one seen, but 80s after the one the store holds.
+    assert_eq!(
+        set(&mut j, "http://example.com/", &at(80)),
+        SetOutcome::Updated
+    );
+    assert_eq!(put(&j.take_changes()[0]).expires, Some(Y2070 + 80));
+}
+
+#[test]
+fn max_age_refresh_is_unchanged_but_a_longer_one_is_a_put() {
+    let mut j = jar();
+    set(&mut j, "http://example.com/", "sid=1; Max-Age=3600");
+    j.take_changes();
+    assert_eq!(
+        set(&mut j, "http://example.com/", "sid=1; Max-Age=3600"),
+        SetOutcome::Unchanged
+    );
+    assert_eq!(
+        set(&mut j, "http://example.com/", "sid=1; Max-Age=3630"),
+        SetOutcome::Unchanged
+    );
+    assert_eq!(j.take_changes(), []);
+    assert_eq!(
+        set(&mut j, "http://example.com/", "sid=1; Max-Age=7200"),
+        SetOutcome::Updated
+    );
+    let changes = j.take_changes();
+    assert_eq!(changes.len(), 1);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let expires = put(&changes[0]).expires.unwrap();
+    assert!((expires - (now + 7200)).abs() <= 5, "{expires} vs {now}");
+}
+
+#[test]
+fn session_and_persistent_are_different_expiries() {
+    let mut j = jar();
+    set(&mut j, "http://example.com/", "sid=1");
+    j.take_changes();
+    assert_eq!(
+        set(&mut j, "http://example.com/", "sid=1; Max-Age=3600"),
+        SetOutcome::Updated
+    );
+    assert!(put(&j.take_changes()[0]).expires.is_some());
+    assert_eq!(
+        set(&mut j, "http://example.com/", "sid=1"),
+        SetOutcome::Updated
+    );
+    assert_eq!(put(&j.take_changes()[0]).expires, None);
+}
+
+#[test]
+fn changed_value_or_attribute_is_a_put_keeping_creation_order() {
+    let mut j = jar();
+    set(&mut j, "https://example.com/", "first=1");
+    set(&mut j, "https://example.com/", "sid=old");
+    j.take_changes();
+    for (header, check) in [
+        (
+            "sid=new",
+            (|c: &StoredCookie| c.value == "new") as fn(&StoredCookie) -> bool,
+        ),
+        ("sid=new; HttpOnly", |c| c.http_only),
+        ("sid=new; HttpOnly; Secure", |c| c.secure && c.http_only),
+        ("sid=new; HttpOnly; Secure; SameSite=Strict", |c| {
+            c.same_site.as_deref() == Some("Strict")
+        }),
+        ("sid=new", |c| {
+            !c.secure && !c.http_only && c.same_site.is_none()
+        }),
+    ] {
+        assert_eq!(
+            set(&mut j, "https://example.com/", header),
+            SetOutcome::Updated,
+            "{header}"
+        );
+        let changes = j.take_changes();
+        assert_eq!(changes.len(), 1, "{header}");
+        let c = put(&changes[0]);
+        assert!(check(c), "{header}");
+        assert_eq!((c.name.as_str(), c.created), ("sid", 1), "{header}");
+    }
+}
+
+#[test]
+fn max_age_zero_gives_a_delete() {
+    let mut j = jar();
+    set(
+        &mut j,
+        "http://www.example.com/",
+        "sid=1; Domain=example.com; Path=/app",
+    );
+    set(&mut j, "http://www.example.com/", "h=1");
+    j.take_changes();
+    assert_eq!(
+        set(
+            &mut j,
+            "http://www.example.com/",
+            "sid=; Domain=example.com; Path=/app; Max-Age=0"
+        ),
+        SetOutcome::Removed
+    );
+    assert_eq!(j.take_changes(), [delete("example.com", "/app", "sid")]);
+    assert_eq!(
+        set(
+            &mut j,
+            "http://www.example.com/",
+            "h=; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
+        ),
+        SetOutcome::Removed
+    );
+    assert_eq!(j.take_changes(), [delete("www.example.com", "/", "h")]);
+    assert!(j.is_empty());
+}
+
+#[test]
+fn ignored_cookie_records_nothing() {
+    let mut j = jar();
+    set(&mut j, "http://example.com/", "sid=; Max-Age=0");
+    set(&mut j, "http://example.com/", "s=1; Secure");
+    set(&mut j, "http://example.com/", "x=1; Domain=other.com");
+    assert_eq!(j.take_changes(), []);
+}
+
+#[test]
+fn eviction_over_the_domain_limit_gives_a_delete() {
+    let mut j = jar_with(2, 3000, 4096);
+    set(&mut j, "http://example.com/", "a=1");
+    set(&mut j, "http://example.com/", "b=1");
+    j.take_changes();
+    assert_eq!(
+        set(&mut j, "http://example.com/", "c=1"),
+        SetOutcome::Stored
+    );
+    let changes = j.take_changes();
+    assert_eq!(changes.len(), 2);
+    assert_eq!(put(&changes[0]).name, "c");
+    assert_eq!(changes[1], delete("example.com", "/", "a"));
+}
+
+#[test]
+fn eviction_over_the_session_limit_gives_a_delete() {
+    let mut j = jar_with(50, 2, 4096);
+    set(&mut j, "http://a.test/", "c=1");
+    set(&mut j, "http://b.test/", "c=1");
+    j.take_changes();
+    set(&mut j, "http://c.test/", "c=1");
+    let changes = j.take_changes();
+    assert_eq!(changes.len(), 2);
+    assert_eq!(put(&changes[0]).domain, "c.test");
+    assert_eq!(changes[1], delete("a.test", "/", "c"));
+}
+
+#[test]
+fn take_changes_empties_the_buffer() {
+    let mut j = jar();
+    set(&mut j, "http://example.com/", "a=1");
+    set(&mut j, "http://example.com/", "b=1");
+    set(&mut j, "http://example.com/", "a=; Max-Age=0");
+    let changes = j.take_changes();
+    assert_eq!(changes.len(), 3);
+    assert_eq!(put(&changes[0]).name, "a");
+    assert_eq!(put(&changes[1]).name, "b");
+    assert_eq!(changes[2], delete("example.com", "/", "a"));
+    assert_eq!(j.take_changes(), []);
+}
+
+// ---- restoring from the store ----
+
+/// A jar with every kind of cookie, one of them updated after later ones were created.
+fn populated() -> Jar {
+    let mut j = jar();
+    for (from, header) in [
+        (
+            "https://www.example.com/",
+            "sid=abc; Domain=example.com; Secure; HttpOnly; SameSite=Strict; Max-Age=3600",
+        ),
+        ("http://www.example.com/", "theme=dark"),
+        (
+            "http://www.example.com/",
+            "deep=1; Path=/a/b; Expires=Wed, 01 Jan 2070 00:00:00 GMT",
+        ),
+        ("http://api.example.com/", "tok=1; SameSite=None"),
+        ("http://www.example.com/", "zeta=1"),
+        ("http://www.example.com/", "theme=light"),
+    ] {
+        assert!(set(&mut j, from, header).changed(), "{header}");
+    }
+    j
+}
+
+const PROBES: [&str; 7] = [
+    "https://www.example.com/a/b/c",
+    "http://www.example.com/",
+    "https://example.com/",
+    "http://api.example.com/",
+    "https://deep.www.example.com/a/b",
+    "http://other.example.com/",
+    "http://example.org/",
+];
+
+#[test]
+fn restore_of_export_round_trips() {
+    let original = populated();
+    let mut restored = Jar::restore(CookieLimits::default(), original.export());
+    assert_eq!(restored.export(), original.export());
+    let values = |j: &Jar| -> Vec<String> { j.export().iter().map(|c| c.value.clone()).collect() };
+    assert_eq!(values(&restored), values(&original));
+    for to in PROBES {
+        assert_eq!(sent(&restored, to), sent(&original, to), "{to}");
+    }
+    assert_eq!(
+        sent(&restored, "https://www.example.com/a/b/c").as_deref(),
+        Some("deep=1; sid=abc; theme=light; zeta=1")
+    );
+    assert_eq!(restored.take_changes(), []);
+}
+
+#[test]
+fn restored_cookies_resent_unchanged_record_nothing() {
+    let mut restored = Jar::restore(CookieLimits::default(), populated().export());
+    for (from, header) in [
+        ("http://www.example.com/", "theme=light"),
+        (
+            "http://www.example.com/",
+            "deep=1; Path=/a/b; Expires=Wed, 01 Jan 2070 00:00:30 GMT",
+        ),
+        (
+            "https://www.example.com/",
+            "sid=abc; Domain=example.com; Secure; HttpOnly; SameSite=Strict; Max-Age=3600",
+        ),
+    ] {
+        assert_eq!(
+            set(&mut restored, from, header),
+            SetOutcome::Unchanged,
+            "{header}"
+        );
+    }
+    assert_eq!(restored.take_changes(), []);
+}
+
+#[test]
+fn restore_keeps_creation_order_and_continues_after_it() {
+    let mut all = populated().export();
+    // The store may hand rows back in any order.
+    all.reverse();
+    let mut restored = Jar::restore(CookieLimits::default(), all);
+    let created: Vec<u64> = restored.export().iter().map(|c| c.created).collect();
+    assert!(created.is_sorted(), "{created:?}");
+    set(&mut restored, "http://www.example.com/", "newest=1");
+    let changes = restored.take_changes();
+    let newest = put(&changes[0]);
+    assert!(
+        newest.created > *created.last().unwrap(),
+        "{}",
+        newest.created
+    );
+    assert_eq!(
+        sent(&restored, "http://www.example.com/").as_deref(),
+        Some("theme=light; zeta=1; newest=1")
+    );
+}
+
+#[test]
+fn restore_skips_expired_cookies() {
+    let mut all = populated().export();
+    let mut old = all[1].clone();
+    old.name = "stale".to_string();
+    old.expires = Some(1_000_000);
+    all.push(old);
+    let mut restored = Jar::restore(CookieLimits::default(), all);
+    assert_eq!(restored.len(), populated().len());
+    assert!(restored.export().iter().all(|c| c.name != "stale"));
+    assert_eq!(restored.take_changes(), []);
+}
+
+#[test]
+fn restored_host_only_stays_host_only_and_domain_cookie_reaches_subdomains() {
+    let restored = Jar::restore(CookieLimits::default(), populated().export());
+    let theme = restored
+        .export()
+        .into_iter()
+        .find(|c| c.name == "theme")
+        .unwrap();
+    assert!(theme.host_only);
+    assert_eq!(
+        sent(&restored, "http://www.example.com/").as_deref(),
+        Some("theme=light; zeta=1")
+    );
+    assert_eq!(sent(&restored, "http://sub.www.example.com/"), None);
+    assert_eq!(sent(&restored, "http://example.com/"), None);
+    // The Secure, Domain=example.com cookie.
+    assert_eq!(
+        sent(&restored, "https://example.com/").as_deref(),
+        Some("sid=abc")
+    );
+    assert_eq!(
+        sent(&restored, "https://x.y.example.com/").as_deref(),
+        Some("sid=abc")
+    );
+    assert_eq!(
+        sent(&restored, "http://x.example.com/"),
+        None,
+        "still Secure"
+    );
+}
+
+#[test]
+fn restore_limits_still_evict_the_oldest() {
+    let mut restored = Jar::restore(
+        CookieLimits {
+            max_per_domain: 2,
+            max_per_session: 3000,
+            max_bytes: 4096,
+        },
+        vec![
+            StoredCookie {
+                domain: "example.com".to_string(),
+                host_only: true,
+                path: "/".to_string(),
+                name: "b".to_string(),
+                value: "1".to_string(),
+                secure: false,
+                http_only: false,
+                same_site: None,
+                expires: None,
+                created: 8,
+            },
+            StoredCookie {
+                domain: "example.com".to_string(),
+                host_only: true,
+                path: "/".to_string(),
+                name: "a".to_string(),
+                value: "1".to_string(),
+                secure: false,
+                http_only: false,
+                same_site: None,
+                expires: None,
+                created: 3,
+            },
+        ],
+    );
+    set(&mut restored, "http://example.com/", "c=1");
+    let changes = restored.take_changes();
+    assert_eq!(changes[1..], [delete("example.com", "/", "a")]);
+    assert_eq!(
+        sent(&restored, "http://example.com/").as_deref(),
+        Some("b=1; c=1")
+    );
+}
+
+#[test]
+fn restore_keeps_cookies_of_an_ipv6_host() {
+    let mut j = jar();
+    assert_eq!(
+        set(&mut j, "http://[::1]:8080/", "v6=1"),
+        SetOutcome::Stored
+    );
+    assert_eq!(sent(&j, "http://[::1]:8080/").as_deref(), Some("v6=1"));
+    let restored = Jar::restore(CookieLimits::default(), j.export());
+    assert_eq!(restored.export(), j.export());
+    assert_eq!(
+        sent(&restored, "http://[::1]:8080/").as_deref(),
+        Some("v6=1")
+    );
+    // An import may spell the address without brackets.
+    let mut bare = j.export();
+    bare[0].domain = "::1".to_string();
+    let restored = Jar::restore(CookieLimits::default(), bare);
+    assert_eq!(sent(&restored, "http://[::1]/").as_deref(), Some("v6=1"));
+}
