@@ -278,6 +278,12 @@ impl Secret {
         Secret(value.into())
     }
 
+    /// The secret's text, for the one place that must send it (a header). Never log or
+    /// format it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
     /// Compares in time independent of where the first difference is.
     pub fn matches(&self, candidate: &str) -> bool {
         let (a, b) = (self.0.as_bytes(), candidate.as_bytes());

@@ -12,9 +12,11 @@
 //! - [`hosts`] — host patterns used by credentials and egress rules.
 //! - [`error`] — the one error type and the one place it becomes a response.
 //! - [`admin`] — the admin API.
+//! - [`cli`] — the admin API's client, behind `sessiond sessions|cookies|health`.
 
 pub mod admin;
 pub mod certs;
+pub mod cli;
 pub mod config;
 pub mod connect;
 pub mod error;

@@ -4,8 +4,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use sessiond::certs::CertAuthority;
+use sessiond::cli::{Action, CookieFormat};
 use sessiond::{Config, Daemon};
 
 /// Exit code for a configuration that cannot be used (EX_USAGE).
@@ -45,6 +46,85 @@ enum Command {
         #[arg(short, long)]
         config: Option<PathBuf>,
     },
+    /// List, show or delete the sessions of a running daemon (through its admin API).
+    Sessions {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// What to do; `list` when left out.
+        #[command(subcommand)]
+        command: Option<SessionsCommand>,
+    },
+    /// Export or import a session's cookies (through the admin API).
+    Cookies {
+        #[command(flatten)]
+        client: ClientArgs,
+        #[command(subcommand)]
+        command: CookiesCommand,
+    },
+    /// Exit 0 when the daemon's admin API answers /healthz with 200, 1 otherwise; prints
+    /// nothing on success (for container health checks).
+    Health {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// The configuration whose `admin.listen` and `admin.token` the command uses.
+#[derive(Args)]
+struct ClientArgs {
+    /// Configuration file naming the admin API; without one the built-in defaults apply.
+    #[arg(short, long, global = true)]
+    config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum SessionsCommand {
+    /// One line per session: its name, and whether it is configured and in memory.
+    List {
+        /// Print the admin API's JSON as it is.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A session's settings, as pretty JSON (never its secrets).
+    Show {
+        /// The session's name.
+        name: String,
+    },
+    /// Forget a session and its cookies; a configured session only loses its cookies.
+    Delete {
+        /// The session's name.
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum CookiesCommand {
+    /// Write a session's cookies to stdout.
+    Export {
+        /// The session's name.
+        name: String,
+        #[arg(long, value_enum, default_value_t = CookiesFormat::Netscape)]
+        format: CookiesFormat,
+    },
+    /// Add cookies from a cookies.txt or JSON file (`-` for stdin) to a session, creating
+    /// it if needed.
+    Import {
+        /// The session's name.
+        name: String,
+        /// cookies.txt (as curl writes it) or the JSON of `export --format json`; `-` for
+        /// stdin. Sent as it is; nothing is imported if any line is bad.
+        file: PathBuf,
+        /// Replace the session's cookies instead of merging into them.
+        #[arg(long)]
+        replace: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CookiesFormat {
+    /// cookies.txt, as curl reads and writes it.
+    Netscape,
+    Json,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -59,6 +139,36 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Run { config: None }) {
         Command::Check { config } => check(&config),
         Command::Ca { config } => ca(config.as_deref()),
+        Command::Sessions { client, command } => {
+            let action = match command.unwrap_or(SessionsCommand::List { json: false }) {
+                SessionsCommand::List { json } => Action::SessionsList { json },
+                SessionsCommand::Show { name } => Action::SessionsShow { name },
+                SessionsCommand::Delete { name } => Action::SessionsDelete { name },
+            };
+            admin_call(client, action)
+        }
+        Command::Cookies { client, command } => {
+            let action = match command {
+                CookiesCommand::Export { name, format } => Action::CookiesExport {
+                    name,
+                    format: match format {
+                        CookiesFormat::Netscape => CookieFormat::Netscape,
+                        CookiesFormat::Json => CookieFormat::Json,
+                    },
+                },
+                CookiesCommand::Import {
+                    name,
+                    file,
+                    replace,
+                } => Action::CookiesImport {
+                    name,
+                    file,
+                    replace,
+                },
+            };
+            admin_call(client, action)
+        }
+        Command::Health { client } => admin_call(client, Action::Health),
         Command::Run { config } => {
             let config = match load(config.as_deref()) {
                 Ok(c) => c,
@@ -88,6 +198,48 @@ fn load(path: Option<&std::path::Path>) -> Result<Config, ExitCode> {
         eprintln!("sessiond: configuration error: {e}");
         ExitCode::from(EXIT_CONFIG)
     })
+}
+
+/// A command that talks to the admin API of the configuration: one request on a
+/// current-thread runtime; the answer on stdout, or `sessiond: MESSAGE` on stderr and exit 1
+/// (64 when the configuration cannot name the admin API).
+fn admin_call(client: ClientArgs, action: Action) -> ExitCode {
+    let config = match load(client.config.as_deref()) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("sessiond: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(sessiond::cli::execute(&config.admin, &action)) {
+        Ok(out) => {
+            // Not `print!`, which panics when stdout is a closed pipe.
+            use std::io::Write as _;
+            let mut stdout = std::io::stdout().lock();
+            match stdout.write_all(&out).and_then(|()| stdout.flush()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("sessiond: cannot write the output: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("sessiond: {e}");
+            if e.is_config() {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
 }
 
 fn check(path: &std::path::Path) -> ExitCode {

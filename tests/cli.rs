@@ -512,3 +512,298 @@ fn check_loads_configured_ca_files_without_creating_them() {
     assert!(err.contains("ca.pem"), "stderr: {err}");
     assert!(!missing.exists(), "check created files");
 }
+
+/// A daemon on ephemeral ports with its own state directory, and a second configuration
+/// for the CLI naming the admin API's port as read from the "admin API listening" line.
+struct AdminDaemon {
+    daemon: Daemon,
+    admin: SocketAddr,
+    _config: TempConfig,
+    _state: TempDirPath,
+}
+
+impl AdminDaemon {
+    /// `admin_extra` is more of the daemon's `[admin]` table, e.g. a token.
+    fn start(admin_extra: &str) -> AdminDaemon {
+        let state = TempDirPath::new("admin-state");
+        let config = TempConfig::new(&format!(
+            "[proxy]\nlisten = \"127.0.0.1:0\"\nstate_dir = {:?}\n\n\
+             [admin]\nlisten = \"127.0.0.1:0\"\n{admin_extra}",
+            state.0.display().to_string()
+        ));
+        let daemon = Daemon::start(&config, &["--log-format", "json"]);
+        let line = json(&daemon.wait_for_line("\"admin API listening\"", |l| {
+            l.contains("admin API listening")
+        }));
+        AdminDaemon {
+            admin: logged_addr(&line),
+            daemon,
+            _config: config,
+            _state: state,
+        }
+    }
+
+    /// A configuration for the CLI: this daemon's admin address, plus `extra` in `[admin]`.
+    fn client_config(&self, extra: &str) -> TempConfig {
+        TempConfig::new(&format!("[admin]\nlisten = \"{}\"\n{extra}", self.admin))
+    }
+}
+
+/// `sessiond ARGS -c CONFIG`, run to its exit.
+fn cli(config: &TempConfig, args: &[&str]) -> Output {
+    run_to_exit(sessiond().args(args).arg("-c").arg(config.path()))
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[track_caller]
+fn assert_success(output: &Output) {
+    assert!(
+        output.status.success(),
+        "status {:?}\nstdout: {}\nstderr: {}",
+        output.status,
+        stdout(output),
+        stderr(output)
+    );
+}
+
+#[test]
+fn health_exits_0_against_a_running_daemon_and_1_once_it_is_gone() {
+    let mut running = AdminDaemon::start("");
+    let client = running.client_config("");
+
+    let up = cli(&client, &["health"]);
+    assert_success(&up);
+    assert!(up.stdout.is_empty(), "stdout: {}", stdout(&up));
+    assert!(up.stderr.is_empty(), "stderr: {}", stderr(&up));
+
+    signal(running.daemon.pid, "TERM");
+    assert_eq!(running.daemon.wait().code(), Some(0));
+    let down = cli(&client, &["health"]);
+    let err = stderr(&down);
+    assert_eq!(down.status.code(), Some(1), "stderr: {err}");
+    assert!(err.contains("nothing listens"), "stderr: {err}");
+    assert!(err.contains(&running.admin.to_string()), "stderr: {err}");
+}
+
+#[test]
+fn a_client_config_whose_admin_port_is_0_is_a_config_error() {
+    let config = TempConfig::new("[admin]\nlisten = \"127.0.0.1:0\"\n");
+    let output = cli(&config, &["health"]);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(EXIT_CONFIG), "stderr: {err}");
+    assert!(err.contains("admin.listen"), "stderr: {err}");
+}
+
+#[test]
+fn sessions_list_shows_default() {
+    let running = AdminDaemon::start("");
+    let client = running.client_config("");
+
+    let list = cli(&client, &["sessions", "list"]);
+    assert_success(&list);
+    let text = stdout(&list);
+    let default = text
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some("default"))
+        .unwrap_or_else(|| panic!("no default line: {text}"));
+    assert!(default.contains("configured"), "{text}");
+    assert!(default.contains("in memory"), "{text}");
+
+    let as_json = cli(&client, &["sessions", "list", "--json"]);
+    assert_success(&as_json);
+    let value: serde_json::Value = serde_json::from_str(&stdout(&as_json)).expect("JSON");
+    assert!(
+        value["sessions"]
+            .as_array()
+            .expect("a sessions array")
+            .iter()
+            .any(|s| s["name"] == "default"),
+        "{value}"
+    );
+
+    // `list` is the default.
+    let bare = cli(&client, &["sessions"]);
+    assert_success(&bare);
+    assert_eq!(stdout(&bare), text);
+}
+
+#[test]
+fn cookies_imported_from_a_cookies_txt_are_exported_again() {
+    let running = AdminDaemon::start("");
+    let client = running.client_config("");
+    let jar = TempConfig::new(
+        "# Netscape HTTP Cookie File\n\
+         .example.com\tTRUE\t/\tFALSE\t0\tsid\tabc123\n\
+         #HttpOnly_api.example.com\tFALSE\t/v1\tTRUE\t4102444800\ttok\txyz\n",
+    );
+
+    let import = cli(
+        &client,
+        &["cookies", "import", "web", jar.path().to_str().unwrap()],
+    );
+    assert_success(&import);
+    assert_eq!(stdout(&import), "imported 2 cookies into session \"web\"\n");
+
+    let export = cli(
+        &client,
+        &["cookies", "export", "web", "--format", "netscape"],
+    );
+    assert_success(&export);
+    let text = stdout(&export);
+    assert!(text.starts_with("# Netscape HTTP Cookie File\n"), "{text}");
+    assert!(
+        text.contains(".example.com\tTRUE\t/\tFALSE\t0\tsid\tabc123\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("#HttpOnly_api.example.com\tFALSE\t/v1\tTRUE\t4102444800\ttok\txyz\n"),
+        "{text}"
+    );
+    // Netscape is the default format.
+    let default = cli(&client, &["cookies", "export", "web"]);
+    assert_success(&default);
+    assert_eq!(stdout(&default), text);
+
+    let as_json = cli(&client, &["cookies", "export", "web", "--format", "json"]);
+    assert_success(&as_json);
+    let value: serde_json::Value = serde_json::from_str(&stdout(&as_json)).expect("JSON");
+    let cookies = value.as_array().expect("a JSON array");
+    assert_eq!(cookies.len(), 2, "{value}");
+}
+
+#[test]
+fn cookies_import_reads_stdin_and_replace_puts() {
+    let running = AdminDaemon::start("");
+    let client = running.client_config("");
+    let first = TempConfig::new(
+        "# Netscape HTTP Cookie File\n\
+         .example.com\tTRUE\t/\tFALSE\t0\told\t1\n",
+    );
+    assert_success(&cli(
+        &client,
+        &["cookies", "import", "web", first.path().to_str().unwrap()],
+    ));
+
+    let child = sessiond()
+        .args(["cookies", "import", "web", "-", "--replace", "-c"])
+        .arg(client.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start sessiond");
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        let mut child = child;
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        stdin
+            .write_all(
+                b"# Netscape HTTP Cookie File\nnew.example.com\tFALSE\t/\tFALSE\t0\tnew\t2\n",
+            )
+            .expect("write stdin");
+        drop(stdin);
+        let _ = tx.send(child.wait_with_output());
+    });
+    let replaced = match rx.recv_timeout(DEADLINE) {
+        Ok(output) => output.expect("wait for sessiond"),
+        Err(_) => {
+            signal(pid, "KILL");
+            panic!("sessiond was still running after {DEADLINE:?}");
+        }
+    };
+    assert_success(&replaced);
+    assert_eq!(
+        stdout(&replaced),
+        "replaced the cookies of session \"web\" with 1 cookie\n"
+    );
+
+    let export = cli(&client, &["cookies", "export", "web"]);
+    assert_success(&export);
+    let text = stdout(&export);
+    assert!(text.contains("\tnew\t2\n"), "{text}");
+    assert!(
+        !text.contains("\told\t"),
+        "--replace kept the old cookie: {text}"
+    );
+}
+
+#[test]
+fn a_malformed_import_exits_1_with_the_line() {
+    let running = AdminDaemon::start("");
+    let client = running.client_config("");
+    let bad = TempConfig::new("# Netscape HTTP Cookie File\nnot a cookie line\n");
+    let output = cli(
+        &client,
+        &["cookies", "import", "web", bad.path().to_str().unwrap()],
+    );
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "stderr: {err}");
+    assert!(err.contains("line 2"), "stderr: {err}");
+    assert!(err.contains("(400)"), "stderr: {err}");
+}
+
+#[test]
+fn sessions_delete_then_show_fails_with_the_message() {
+    let running = AdminDaemon::start("");
+    let client = running.client_config("");
+    let jar = TempConfig::new(
+        "# Netscape HTTP Cookie File\n\
+         .example.com\tTRUE\t/\tFALSE\t0\tsid\tabc123\n",
+    );
+    assert_success(&cli(
+        &client,
+        &["cookies", "import", "dyn", jar.path().to_str().unwrap()],
+    ));
+
+    let shown = cli(&client, &["sessions", "show", "dyn"]);
+    assert_success(&shown);
+    let text = stdout(&shown);
+    assert!(text.contains("\n  \"name\": \"dyn\""), "not pretty: {text}");
+    let value: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(value["cookies"], 1, "{value}");
+
+    let deleted = cli(&client, &["sessions", "delete", "dyn"]);
+    assert_success(&deleted);
+
+    let gone = cli(&client, &["sessions", "show", "dyn"]);
+    let err = stderr(&gone);
+    assert_eq!(gone.status.code(), Some(1), "stderr: {err}");
+    assert!(gone.stdout.is_empty(), "stdout: {}", stdout(&gone));
+    assert_eq!(err.trim_end(), "sessiond: no session \"dyn\" (404)");
+
+    let listed = cli(&client, &["sessions", "list"]);
+    assert_success(&listed);
+    assert!(
+        !stdout(&listed).lines().any(|l| l.starts_with("dyn ")),
+        "{}",
+        stdout(&listed)
+    );
+}
+
+#[test]
+fn the_admin_token_is_sent_and_a_wrong_one_is_refused() {
+    let running = AdminDaemon::start("token = \"t0k3n-cli\"\n");
+
+    let right = running.client_config("token = \"t0k3n-cli\"\n");
+    let list = cli(&right, &["sessions", "list"]);
+    assert_success(&list);
+    assert!(stdout(&list).contains("default"), "{}", stdout(&list));
+    assert_success(&cli(&right, &["health"]));
+
+    for wrong in [
+        running.client_config("token = \"nope\"\n"),
+        running.client_config(""),
+    ] {
+        let refused = cli(&wrong, &["sessions", "list"]);
+        let err = stderr(&refused);
+        assert_eq!(refused.status.code(), Some(1), "stderr: {err}");
+        assert!(err.contains("Bearer"), "stderr: {err}");
+        assert!(err.contains("(401)"), "stderr: {err}");
+        assert!(!err.contains("t0k3n-cli"), "the token leaked: {err}");
+        assert_eq!(cli(&wrong, &["health"]).status.code(), Some(1));
+    }
+}

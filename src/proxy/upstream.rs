@@ -216,7 +216,7 @@ fn system_roots() -> RootCertStore {
             if level_warn {
                 tracing::warn!(var, value = %value.to_string_lossy(), added, "the system roots come from this variable in sessiond's environment and hold almost nothing: origins will fail verification. Unset it for the daemon, or use upstream.ca_bundle");
             } else {
-                tracing::info!(var, value = %value.to_string_lossy(), added, "system roots come from this variable");
+                tracing::debug!(var, value = %value.to_string_lossy(), added, "system roots come from this variable");
             }
         }
     }
