@@ -9,10 +9,13 @@
 //! | `GET /sessions`                            | every session, in memory or in the store  |
 //! | `GET /sessions/NAME`                       | one session's settings (no secrets)       |
 //! | `DELETE /sessions/NAME`                    | forget it (a configured one: its cookies) |
+//! | `PATCH /sessions/NAME`                     | replace header lists at run time (stored) |
 //! | `GET /sessions/NAME/cookies[?format=netscape]` | the jar, JSON or cookies.txt          |
 //! | `PUT /sessions/NAME/cookies`               | replace the jar (JSON or cookies.txt)     |
 //! | `POST /sessions/NAME/cookies`              | merge into the jar                        |
 //! | `DELETE /sessions/NAME/cookies[?domain=D&name=N]` | clear all, or matching ones        |
+//! | `GET /sessions/NAME/har[?secrets=true]`    | recent exchanges as HAR 1.2               |
+//! | `GET /events[?session=NAME]`               | live exchanges, server-sent events        |
 //! | `GET /ca.pem`                              | the local CA certificate                  |
 
 use std::net::SocketAddr;
@@ -32,6 +35,9 @@ use crate::session::{ExchangeGuard, Origin, RegistryError};
 
 /// The largest cookie import accepted.
 const MAX_IMPORT_BYTES: usize = 16 * 1024 * 1024;
+
+/// The largest `PATCH /sessions/NAME` body accepted.
+const MAX_SETTINGS_BYTES: usize = 1024 * 1024;
 
 pub struct Admin {
     proxy: Arc<Proxy>,
@@ -113,15 +119,21 @@ impl Admin {
                 Ok(resp)
             }
             (&Method::GET, ["sessions"]) => self.list(),
+            (&Method::GET, ["events"]) => Ok(self.events(&req)),
+            (&Method::GET, ["sessions", name, "har"]) => self.har(name, &req),
             (&Method::GET, ["sessions", name]) => self.show(name),
             (&Method::DELETE, ["sessions", name]) => self.delete(name).await,
+            (&Method::PATCH, ["sessions", name]) => {
+                let name = name.to_string();
+                self.patch(&name, req).await
+            }
             (&Method::GET, ["sessions", name, "cookies"]) => self.cookies(name, &req),
             (&Method::PUT | &Method::POST, ["sessions", name, "cookies"]) => {
                 let name = name.to_string();
                 self.import(&name, req, method == Method::PUT).await
             }
             (&Method::DELETE, ["sessions", name, "cookies"]) => self.clear(name, &req).await,
-            (_, ["healthz" | "readyz" | "ca.pem" | "sessions", ..]) => Err(Failure(
+            (_, ["healthz" | "readyz" | "ca.pem" | "sessions" | "events", ..]) => Err(Failure(
                 StatusCode::METHOD_NOT_ALLOWED,
                 format!("{method} is not allowed here"),
             )),
@@ -130,6 +142,44 @@ impl Admin {
                 format!("no endpoint {path}"),
             )),
         }
+    }
+
+    /// Live exchanges as server-sent events, optionally for one session.
+    fn events(&self, req: &Request<Incoming>) -> Response<ProxyBody> {
+        let stream = self.proxy.observer().subscribe(query(req, "session"));
+        let mut resp = Response::new(ProxyBody::Channel(stream));
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/event-stream"),
+        );
+        h.insert(
+            header::CACHE_CONTROL,
+            http::HeaderValue::from_static("no-cache"),
+        );
+        resp
+    }
+
+    /// The session's recent exchanges as HAR 1.2. Secrets stay redacted unless
+    /// `?secrets=true` comes with the admin token.
+    fn har(&self, name: &str, req: &Request<Incoming>) -> Reply {
+        let secrets = query(req, "secrets").as_deref() == Some("true");
+        if secrets && self.token.is_none() {
+            return Err(Failure(
+                StatusCode::FORBIDDEN,
+                "secrets=true needs admin.token to be configured (and sent)".into(),
+            ));
+        }
+        let guard = self.session(name, false)?;
+        let session = guard.session();
+        let credential_headers: Vec<http::HeaderName> = session
+            .settings()
+            .auth
+            .iter()
+            .map(|c| c.header.clone())
+            .collect();
+        let har = crate::observe::har(&session.recent().snapshot(), secrets, &credential_headers);
+        Ok(json_response(StatusCode::OK, &har))
     }
 
     fn readyz(&self) -> Response<ProxyBody> {
@@ -171,35 +221,41 @@ impl Admin {
 
     fn show(&self, name: &str) -> Reply {
         let guard = self.session(name, false)?;
-        let session = guard.session();
-        let settings = session.settings();
-        let pairs = |list: &[(http::HeaderName, http::HeaderValue)]| -> Value {
-            list.iter()
-                .map(|(n, v)| (n.to_string(), json!(v.to_str().unwrap_or("<binary>"))))
-                .collect::<serde_json::Map<_, _>>()
-                .into()
-        };
-        let body = json!({
-            "name": session.name().as_ref(),
-            "configured": session.origin() == Origin::Configured,
-            "has_secret": session.secret().is_some(),
-            "cookies": session.jar().len(),
-            "headers": pairs(&settings.headers),
-            "override_headers": pairs(&settings.override_headers),
-            "remove_headers": settings.remove_headers.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
-            // Which headers credentials set, never their values.
-            "credentials": settings.auth.iter().map(|c| json!({ "header": c.header.as_str(), "override": c.override_client })).collect::<Vec<_>>(),
-            "timeouts": {
-                "connect_ms": settings.timeouts.connect.as_millis() as u64,
-                "response_ms": settings.timeouts.response.as_millis() as u64,
-                "read_ms": settings.timeouts.read.as_millis() as u64,
-            },
-            "upstream_proxy": settings.upstream_proxy.is_some(),
-            "verify_tls": settings.tls.verify,
-        });
-        Ok(json_response(StatusCode::OK, &body))
+        Ok(json_response(StatusCode::OK, &describe(guard.session())))
     }
 
+    /// `PATCH /sessions/NAME`: each of `headers`, `override_headers` and `remove_headers`
+    /// that the JSON object gives replaces that list in the session's effective settings;
+    /// absent ones stay. The change applies to the next request, is committed to the store
+    /// before the answer (the effective settings, as `GET` shows them), and makes the
+    /// session from the template if it does not exist. A bad body changes nothing.
+    async fn patch(&self, name: &str, req: Request<Incoming>) -> Reply {
+        let body = Limited::new(req.into_body(), MAX_SETTINGS_BYTES)
+            .collect()
+            .await
+            .map_err(|e| {
+                Failure(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("cannot read the body: {e}"),
+                )
+            })?
+            .to_bytes();
+        let text = std::str::from_utf8(&body)
+            .map_err(|_| Failure(StatusCode::BAD_REQUEST, "the body is not UTF-8".into()))?;
+        let given = crate::session::HeaderOverrides::from_json(text)
+            .map_err(|e| Failure(StatusCode::BAD_REQUEST, e))?;
+        let guard = self.session(name, true)?;
+        let session = guard.session();
+        let store = self.proxy.registry().store();
+        session
+            .patch(given, |merged| {
+                store.put_settings(session.name(), merged.to_json())
+            })
+            .wait()
+            .await
+            .map_err(internal)?;
+        Ok(json_response(StatusCode::OK, &describe(session)))
+    }
     async fn delete(&self, name: &str) -> Reply {
         let registry = self.proxy.registry();
         let guard = self.session(name, false)?;
@@ -324,6 +380,52 @@ impl Admin {
             .await
             .map_err(internal)
     }
+}
+
+/// One session as `GET /sessions/NAME` (and `PATCH`) shows it: the effective settings
+/// with credential values left out, and its counters.
+fn describe(session: &crate::session::Session) -> Value {
+    let settings = session.settings();
+    let pairs = |list: &[(http::HeaderName, http::HeaderValue)]| -> Value {
+        list.iter()
+            .map(|(n, v)| {
+                let secret = v.is_sensitive()
+                    || [
+                        header::AUTHORIZATION,
+                        header::PROXY_AUTHORIZATION,
+                        header::COOKIE,
+                    ]
+                    .contains(n);
+                let shown = if secret {
+                    "<redacted>"
+                } else {
+                    v.to_str().unwrap_or("<binary>")
+                };
+                (n.to_string(), json!(shown))
+            })
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    };
+    json!({
+        "name": session.name().as_ref(),
+        "configured": session.origin() == Origin::Configured,
+        "has_secret": session.secret().is_some(),
+        "cookies": session.jar().len(),
+        "requests": session.requests(),
+        "last_used": session.last_request(),
+        "headers": pairs(&settings.headers),
+        "override_headers": pairs(&settings.override_headers),
+        "remove_headers": settings.remove_headers.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+        // Which headers credentials set, never their values.
+        "credentials": settings.auth.iter().map(|c| json!({ "header": c.header.as_str(), "override": c.override_client })).collect::<Vec<_>>(),
+        "timeouts": {
+            "connect_ms": settings.timeouts.connect.as_millis() as u64,
+            "response_ms": settings.timeouts.response.as_millis() as u64,
+            "read_ms": settings.timeouts.read.as_millis() as u64,
+        },
+        "upstream_proxy": settings.upstream_proxy.is_some(),
+        "verify_tls": settings.tls.verify,
+    })
 }
 
 fn internal(e: impl std::fmt::Display) -> Failure {

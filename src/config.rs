@@ -72,6 +72,8 @@ pub struct ProxyConfig {
     pub request_head_timeout: Duration,
     pub shutdown_grace: Duration,
     pub cookies: CookieLimits,
+    /// Recent exchanges each session keeps for `GET /sessions/NAME/har` (0: none).
+    pub har_entries: usize,
 }
 
 /// The RFC 6265bis storage limits, per session jar.
@@ -561,6 +563,7 @@ fn validate_proxy(raw: raw::RawProxy) -> Result<ProxyConfig, ConfigError> {
             raw.shutdown_grace,
             Duration::from_secs(30),
         )?,
+        har_entries: raw.har_entries.unwrap_or(50),
         cookies: CookieLimits {
             max_per_domain: positive(
                 "proxy.max_cookies_per_domain",
@@ -943,20 +946,26 @@ fn header_pairs(
         .into_iter()
         .map(|(name, value)| {
             let k = format!("{key}.\"{name}\"");
-            let n = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| ConfigError::invalid(&k, "not a valid header name"))?;
-            if crate::proxy::rewrite::is_hop_by_hop(&n) {
-                return Err(ConfigError::invalid(
-                    &k,
-                    "is a hop-by-hop header; the proxy manages it",
-                ));
-            }
-            let v = HeaderValue::from_str(&value).map_err(|_| {
-                ConfigError::invalid(&k, "the value has characters not allowed in a header")
-            })?;
+            let n = settable_header_name(&name).map_err(|r| ConfigError::invalid(&k, r))?;
+            let v = header_value(&value).map_err(|r| ConfigError::invalid(&k, r))?;
             Ok((n, v))
         })
         .collect()
+}
+
+/// A header name a session may set (config `headers`, `override_headers`, and the admin
+/// API's `PATCH`): valid, and not hop-by-hop. The error is the reason, without the name.
+pub(crate) fn settable_header_name(name: &str) -> Result<HeaderName, &'static str> {
+    let n = HeaderName::from_bytes(name.as_bytes()).map_err(|_| "not a valid header name")?;
+    if crate::proxy::rewrite::is_hop_by_hop(&n) {
+        return Err("is a hop-by-hop header; the proxy manages it");
+    }
+    Ok(n)
+}
+
+/// A header value a session may set. The error is the reason, never quoting the value.
+pub(crate) fn header_value(value: &str) -> Result<HeaderValue, &'static str> {
+    HeaderValue::from_str(value).map_err(|_| "the value has characters not allowed in a header")
 }
 
 fn host_list(key: &str, patterns: &[String]) -> Result<HostList, ConfigError> {

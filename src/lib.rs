@@ -11,6 +11,7 @@
 //! - [`store`] — the durable store behind the registry; the only code that writes state.
 //! - [`hosts`] — host patterns used by credentials and egress rules.
 //! - [`error`] — the one error type and the one place it becomes a response.
+//! - [`observe`] — finished exchanges: live events and each session's recent ones (HAR).
 //! - [`admin`] — the admin API.
 //! - [`cli`] — the admin API's client, behind `sessiond sessions|cookies|health`.
 
@@ -21,6 +22,7 @@ pub mod config;
 pub mod connect;
 pub mod error;
 pub mod hosts;
+pub mod observe;
 pub mod proxy;
 pub mod server;
 pub mod session;

@@ -31,6 +31,7 @@ use crate::admin;
 use crate::certs::{CertAuthority, CertError, Minter};
 use crate::config::{ClientRule, Config};
 use crate::connect::Tunnels;
+use crate::observe::Observer;
 use crate::proxy::identify::Identifier;
 use crate::proxy::upstream::Upstream;
 use crate::proxy::{ConnInfo, Proxy};
@@ -144,6 +145,7 @@ impl Daemon {
                 tls: config.tls.clone(),
                 minter: Arc::new(Minter::new(Arc::clone(&ca))),
             },
+            Observer::new(config.proxy.har_entries),
         ));
 
         let max_connections = u32::try_from(config.proxy.max_connections).unwrap_or(u32::MAX >> 3);

@@ -117,6 +117,7 @@ pub struct RawProxy {
     pub max_cookies_per_domain: Option<usize>,
     pub max_cookies_per_session: Option<usize>,
     pub max_cookie_bytes: Option<usize>,
+    pub har_entries: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -21,6 +21,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub enum ProxyBody {
     Full(Option<Bytes>),
     Upstream(Box<Tracked>),
+    /// Chunks produced by a task as they come (server-sent events).
+    Channel(tokio::sync::mpsc::Receiver<Bytes>),
 }
 
 impl ProxyBody {
@@ -44,6 +46,9 @@ impl Body for ProxyBody {
         match self.get_mut() {
             ProxyBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             ProxyBody::Upstream(t) => Pin::new(t.as_mut()).poll_frame(cx),
+            ProxyBody::Channel(rx) => rx
+                .poll_recv(cx)
+                .map(|chunk| chunk.map(|b| Ok(Frame::data(b)))),
         }
     }
 
@@ -51,6 +56,7 @@ impl Body for ProxyBody {
         match self {
             ProxyBody::Full(bytes) => bytes.is_none(),
             ProxyBody::Upstream(t) => t.inner.is_end_stream(),
+            ProxyBody::Channel(_) => false,
         }
     }
 
@@ -59,6 +65,7 @@ impl Body for ProxyBody {
             ProxyBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             ProxyBody::Full(None) => SizeHint::with_exact(0),
             ProxyBody::Upstream(t) => t.inner.size_hint(),
+            ProxyBody::Channel(_) => SizeHint::default(),
         }
     }
 }

@@ -18,7 +18,7 @@ pub mod upstream;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::{Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
@@ -32,6 +32,7 @@ use record::ExchangeLog;
 use crate::connect::{self, Tunnels};
 use crate::error::ProxyError;
 use crate::hosts;
+use crate::observe::Observer;
 use crate::server::Activity;
 use crate::session::Session;
 use tokio::sync::{OwnedSemaphorePermit, watch};
@@ -70,14 +71,20 @@ pub struct TunnelInfo {
 pub struct Proxy {
     identifier: Identifier,
     tunnels: Arc<Tunnels>,
+    observer: Arc<Observer>,
 }
 
 impl Proxy {
-    pub fn new(identifier: Identifier, tunnels: Tunnels) -> Proxy {
+    pub fn new(identifier: Identifier, tunnels: Tunnels, observer: Observer) -> Proxy {
         Proxy {
             identifier,
             tunnels: Arc::new(tunnels),
+            observer: Arc::new(observer),
         }
+    }
+
+    pub fn observer(&self) -> &Observer {
+        &self.observer
     }
 
     pub fn registry(&self) -> &crate::session::Registry {
@@ -99,7 +106,7 @@ impl Proxy {
         if let Some(Ok(uri)) = &tunnel_target {
             *req.uri_mut() = uri.clone();
         }
-        let mut log = ExchangeLog::new(req.method().clone(), req.uri().clone(), Instant::now());
+        let mut log = ExchangeLog::new(req.method().clone(), req.uri().clone(), &self.observer);
         log.set_connection(conn.activity.begin());
         if let Some(Err(err)) = tunnel_target {
             return self.refuse(err, conn, log);
@@ -201,6 +208,7 @@ impl Proxy {
         // header for HTTP/1.1, the `:authority` alone for h2 (origins reject both at once).
         parts.headers.remove(http::header::HOST);
         rewrite::apply_session(&mut parts.headers, &session, &url);
+        log.set_request(parts.version, &parts.headers);
         // The client's protocol (HTTP/1.0, h2c) says nothing about the origin's.
         parts.version = Version::HTTP_11;
 
@@ -229,6 +237,11 @@ impl Proxy {
         };
         let (mut head, body) = resp.into_parts();
         let changes = record::store_cookies(&session, &url, &head.headers);
+        let cookies_set = changes
+            .iter()
+            .filter(|c| matches!(c, crate::session::jar::CookieChange::Put(_)))
+            .count();
+        log.set_response(&head.headers, cookies_set);
         record::persist(&session, &**self.registry().store(), changes).await;
         rewrite::strip_hop_by_hop(&mut head.headers);
         if let Some(protocol) = switched {

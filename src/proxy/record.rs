@@ -3,11 +3,12 @@
 //! one access-log line when it ends.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
-use http::{HeaderMap, Method, Uri, header};
+use http::{HeaderMap, Method, Uri, Version, header};
 use url::Url;
 
+use crate::observe::{Exchange, Observer};
 use crate::server::ActiveGuard;
 use crate::session::jar::{CookieChange, SetOutcome};
 use crate::session::{ExchangeGuard, Session};
@@ -58,6 +59,13 @@ pub struct ExchangeLog {
     started: Instant,
     bytes: u64,
     outcome: &'static str,
+    observer: Arc<Observer>,
+    started_at: SystemTime,
+    version: Version,
+    wait: Option<std::time::Duration>,
+    cookies_set: usize,
+    request_headers: Option<HeaderMap>,
+    response_headers: Option<HeaderMap>,
     /// Keeps the session marked busy until the body is done.
     _guard: Option<ExchangeGuard>,
     /// Keeps the client connection from counting as idle until the body is done.
@@ -65,15 +73,22 @@ pub struct ExchangeLog {
 }
 
 impl ExchangeLog {
-    pub fn new(method: Method, uri: Uri, started: Instant) -> ExchangeLog {
+    pub fn new(method: Method, uri: Uri, observer: &Arc<Observer>) -> ExchangeLog {
         ExchangeLog {
             session: None,
             method,
             uri,
             status: 0,
-            started,
+            started: Instant::now(),
             bytes: 0,
             outcome: NO_OUTCOME,
+            observer: Arc::clone(observer),
+            started_at: SystemTime::now(),
+            version: Version::HTTP_11,
+            wait: None,
+            cookies_set: 0,
+            request_headers: None,
+            response_headers: None,
             _guard: None,
             _connection: None,
         }
@@ -90,6 +105,23 @@ impl ExchangeLog {
 
     pub fn set_status(&mut self, status: u16) {
         self.status = status;
+    }
+
+    /// The request as sent upstream, kept for HAR when anyone keeps HAR.
+    pub fn set_request(&mut self, version: Version, headers: &HeaderMap) {
+        self.version = version;
+        if self.observer.wants_details() {
+            self.request_headers = Some(headers.clone());
+        }
+    }
+
+    /// The response head arrived: its headers (for HAR) and how many cookies it set.
+    pub fn set_response(&mut self, headers: &HeaderMap, cookies_set: usize) {
+        self.wait = Some(self.started.elapsed());
+        self.cookies_set = cookies_set;
+        if self.observer.wants_details() {
+            self.response_headers = Some(headers.clone());
+        }
     }
 
     pub fn add_bytes(&mut self, n: usize) {
@@ -120,6 +152,25 @@ impl Drop for ExchangeLog {
             // Whole microseconds over 1000 print as short decimals (2.521, not 2.52100000003).
             duration_ms = self.started.elapsed().as_micros() as f64 / 1000.0,
             outcome = self.outcome,
+        );
+        let recent = self._guard.as_ref().map(|g| Arc::clone(g.session()));
+        self.observer.publish(
+            Exchange {
+                session: self.session.take(),
+                method: std::mem::replace(&mut self.method, Method::GET),
+                uri: std::mem::take(&mut self.uri),
+                version: self.version,
+                status: self.status,
+                bytes: self.bytes,
+                started: self.started_at,
+                duration: self.started.elapsed(),
+                wait: self.wait,
+                outcome: self.outcome,
+                cookies_set: self.cookies_set,
+                request_headers: self.request_headers.take(),
+                response_headers: self.response_headers.take(),
+            },
+            recent.as_deref().map(Session::recent),
         );
     }
 }

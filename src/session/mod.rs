@@ -1,20 +1,23 @@
 //! Sessions: what one named client identity owns (settings, credentials, the cookie jar,
 //! its upstream connection identity), and the registry that finds or creates them.
 //!
-//! Nothing in this module does I/O; the jar lives behind a `std::sync::Mutex` because no
-//! `.await` ever happens while it is held.
+//! Nothing in this module does I/O; the jar, the runtime header overrides and the
+//! effective settings live behind `std::sync` locks because no `.await` ever happens while
+//! one is held.
 
 pub mod formats;
 pub mod jar;
 pub mod name;
+pub mod overrides;
 mod registry;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use crate::config::{Secret, SessionSettings};
 use crate::proxy::upstream::UpstreamClient;
 pub use jar::Jar;
+pub use overrides::HeaderOverrides;
 pub use registry::{Registry, RegistryError};
 
 /// Whether a session was declared in the config or made on demand. Only sessions made on
@@ -29,11 +32,22 @@ pub struct Session {
     name: Arc<str>,
     secret: Option<Secret>,
     origin: Origin,
-    settings: Arc<SessionSettings>,
+    /// The configured (or template) settings, before runtime overrides.
+    base: Arc<SessionSettings>,
+    /// What `PATCH /sessions/NAME` changed, as the store keeps it.
+    overrides: Mutex<HeaderOverrides>,
+    /// `base` with `overrides` laid over it; swapped whole, read as one `Arc` per request.
+    settings: RwLock<Arc<SessionSettings>>,
     upstream: UpstreamClient,
     jar: Mutex<Jar>,
     last_used: AtomicU64,
     in_flight: AtomicUsize,
+    /// Exchanges started (admin calls are not counted).
+    requests: AtomicU64,
+    /// Unix seconds of the last exchange start; 0 for never.
+    last_request: AtomicU64,
+    /// The most recent exchanges, for `GET /sessions/NAME/har`.
+    recent: crate::observe::Recent,
 }
 
 impl std::fmt::Debug for Session {
@@ -51,18 +65,25 @@ impl Session {
         secret: Option<Secret>,
         origin: Origin,
         settings: Arc<SessionSettings>,
+        overrides: HeaderOverrides,
         upstream: UpstreamClient,
         jar: Jar,
     ) -> Session {
+        let effective = effective(&settings, &overrides);
         Session {
             name,
             secret,
             origin,
-            settings,
+            base: settings,
+            overrides: Mutex::new(overrides),
+            settings: RwLock::new(effective),
             upstream,
             jar: Mutex::new(jar),
             last_used: AtomicU64::new(tick()),
             in_flight: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
+            last_request: AtomicU64::new(0),
+            recent: crate::observe::Recent::default(),
         }
     }
 
@@ -78,8 +99,35 @@ impl Session {
         self.origin
     }
 
-    pub fn settings(&self) -> &SessionSettings {
-        &self.settings
+    /// The effective settings. Hold the `Arc` for one request: a `PATCH` meanwhile
+    /// affects only later requests.
+    pub fn settings(&self) -> Arc<SessionSettings> {
+        Arc::clone(&self.settings.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Lays `given` over the session's runtime overrides and swaps the effective settings
+    /// at once. `persist` gets the merged overrides while they are still locked, so
+    /// concurrent patches reach the store in the order they took effect.
+    pub fn patch<R>(
+        &self,
+        given: HeaderOverrides,
+        persist: impl FnOnce(&HeaderOverrides) -> R,
+    ) -> R {
+        let mut overrides = self.overrides.lock().unwrap_or_else(|p| p.into_inner());
+        overrides.merge(given);
+        let next = effective(&self.base, &overrides);
+        *self.settings.write().unwrap_or_else(|p| p.into_inner()) = next;
+        persist(&overrides)
+    }
+
+    /// Exchanges started on this session.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Unix seconds of the last exchange start, if any.
+    pub fn last_request(&self) -> Option<u64> {
+        Some(self.last_request.load(Ordering::Relaxed)).filter(|&t| t != 0)
     }
 
     pub fn upstream(&self) -> &UpstreamClient {
@@ -96,9 +144,21 @@ impl Session {
     /// Marks the start of an exchange; the session counts as busy (not evictable) until
     /// the returned guard is dropped, which happens when the response body ends.
     pub fn begin_exchange(self: &Arc<Self>) -> ExchangeGuard {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.last_request.store(unix_now(), Ordering::Relaxed);
+        self.hold()
+    }
+
+    /// As [`begin_exchange`](Self::begin_exchange) without counting a request: the admin
+    /// API holds a session this way while it works on it.
+    fn hold(self: &Arc<Self>) -> ExchangeGuard {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.last_used.store(tick(), Ordering::Relaxed);
         ExchangeGuard(Arc::clone(self))
+    }
+
+    pub fn recent(&self) -> &crate::observe::Recent {
+        &self.recent
     }
 
     fn is_idle(&self) -> bool {
@@ -125,6 +185,21 @@ impl Drop for ExchangeGuard {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.0.last_used.store(tick(), Ordering::Relaxed);
     }
+}
+
+fn effective(base: &Arc<SessionSettings>, overrides: &HeaderOverrides) -> Arc<SessionSettings> {
+    if overrides.is_empty() {
+        Arc::clone(base)
+    } else {
+        Arc::new(overrides.apply(base))
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
 }
 
 /// A logical clock for recency: every touch gets a later tick than the one before, so

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use dashmap::DashMap;
 
 use super::name::valid_session_name;
-use super::{ExchangeGuard, Origin, Session};
+use super::{ExchangeGuard, HeaderOverrides, Origin, Session};
 use crate::config::{Config, CookieLimits, SessionSettings};
 use crate::proxy::upstream::{TlsSetupError, Upstream, UpstreamClient};
 use crate::session::Jar;
@@ -61,14 +61,15 @@ impl Registry {
         };
         for s in &config.sessions {
             warn_if_unverified(&s.name, &s.settings);
-            let jar = registry
-                .stored_jar(&s.name)?
-                .unwrap_or_else(|| Jar::new(registry.limits));
+            let (jar, overrides) = registry
+                .stored(&s.name)?
+                .unwrap_or_else(|| (Jar::new(registry.limits), HeaderOverrides::default()));
             registry.insert(Session::new(
                 Arc::from(s.name.as_str()),
                 s.secret.clone(),
                 Origin::Configured,
                 Arc::clone(&s.settings),
+                overrides,
                 upstream.client_for(&s.settings)?,
                 jar,
             ));
@@ -77,10 +78,8 @@ impl Registry {
             std::iter::once("default").chain(config.clients.iter().map(|c| c.session.as_str()));
         for name in implied {
             if registry.get(name).is_none() {
-                let jar = registry
-                    .stored_jar(name)?
-                    .unwrap_or_else(|| Jar::new(registry.limits));
-                registry.insert(registry.new_from_template(name, Origin::Configured, jar));
+                let stored = registry.stored(name)?;
+                registry.insert(registry.new_from_template(name, Origin::Configured, stored));
             }
         }
         Ok(registry)
@@ -105,23 +104,23 @@ impl Registry {
         name: &str,
         create: bool,
     ) -> Result<Option<ExchangeGuard>, RegistryError> {
-        if let Some(guard) = self.enter(name) {
+        // Held, not entered: the admin API's calls are not the session's requests.
+        if let Some(guard) = self.sessions.get(name).map(|s| s.value().hold()) {
             return Ok(Some(guard));
         }
         if !valid_session_name(name) {
             return Err(RegistryError::InvalidName);
         }
-        let stored = self.stored_jar(name)?;
+        let stored = self.stored(name)?;
         if stored.is_none() && !create {
             return Ok(None);
         }
-        let jar = stored.unwrap_or_else(|| Jar::new(self.limits));
         let guard = self
             .sessions
             .entry(Arc::from(name))
-            .or_insert_with(|| Arc::new(self.new_from_template(name, Origin::Dynamic, jar)))
+            .or_insert_with(|| Arc::new(self.new_from_template(name, Origin::Dynamic, stored)))
             .value()
-            .begin_exchange();
+            .hold();
         Ok(Some(guard))
     }
 
@@ -147,20 +146,19 @@ impl Registry {
         }
         // Not in memory: maybe in the store (evicted, or from before a restart). A session
         // the store knows is loaded even with sessions on demand off: it exists.
-        let stored = self.stored_jar(name)?;
+        let stored = self.stored(name)?;
         if stored.is_none() && !self.dynamic {
             return Err(RegistryError::Unknown);
         }
         if self.sessions.len() >= self.max_sessions {
             self.evict_one();
         }
-        let jar = stored.unwrap_or_else(|| Jar::new(self.limits));
         // Two requests may race to create the same name; the entry API makes one win and
         // both use it. The guard is held only for this synchronous insert.
         let guard = self
             .sessions
             .entry(Arc::from(name))
-            .or_insert_with(|| Arc::new(self.new_from_template(name, Origin::Dynamic, jar)))
+            .or_insert_with(|| Arc::new(self.new_from_template(name, Origin::Dynamic, stored)))
             .value()
             .begin_exchange();
         Ok(guard)
@@ -201,21 +199,45 @@ impl Registry {
         }
     }
 
-    fn new_from_template(&self, name: &str, origin: Origin, jar: Jar) -> Session {
+    /// A session made from the template, with what the store had for it, if anything.
+    fn new_from_template(
+        &self,
+        name: &str,
+        origin: Origin,
+        stored: Option<(Jar, HeaderOverrides)>,
+    ) -> Session {
+        let (jar, overrides) =
+            stored.unwrap_or_else(|| (Jar::new(self.limits), HeaderOverrides::default()));
         Session::new(
             Arc::from(name),
             None,
             origin,
             Arc::clone(&self.template),
+            overrides,
             self.template_upstream.clone(),
             jar,
         )
     }
 
-    /// The session's jar as the store has it, if the store knows the session.
-    fn stored_jar(&self, name: &str) -> Result<Option<Jar>, RegistryError> {
-        let cookies = self.store.load(name).map_err(RegistryError::Store)?;
-        Ok(cookies.map(|c| Jar::restore(self.limits, c)))
+    /// The session's jar and runtime header settings as the store has them, if the store
+    /// knows the session. Stored settings that no longer parse are logged and ignored:
+    /// the session still loads, with its configured settings.
+    fn stored(&self, name: &str) -> Result<Option<(Jar, HeaderOverrides)>, RegistryError> {
+        let Some(cookies) = self.store.load(name).map_err(RegistryError::Store)? else {
+            return Ok(None);
+        };
+        let overrides = match self
+            .store
+            .load_settings(name)
+            .map_err(RegistryError::Store)?
+        {
+            None => HeaderOverrides::default(),
+            Some(json) => HeaderOverrides::from_json(&json).unwrap_or_else(|e| {
+                tracing::warn!(session = name, error = %e, "ignoring unreadable stored settings");
+                HeaderOverrides::default()
+            }),
+        };
+        Ok(Some((Jar::restore(self.limits, cookies), overrides)))
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

@@ -48,8 +48,16 @@ pub trait Store: Send + Sync + 'static {
     /// Queues a session's changes; the [`Commit`] completes once they are committed.
     fn apply(&self, session: &str, changes: Vec<CookieChange>) -> Commit;
 
-    /// Forgets a session and all its cookies.
+    /// Forgets a session, its cookies and its runtime settings.
     fn delete_session(&self, session: &str) -> Commit;
+
+    /// A session's runtime header settings (`PATCH /sessions/NAME`) as the JSON that
+    /// [`put_settings`](Self::put_settings) stored, or `None` if it has none.
+    fn load_settings(&self, session: &str) -> Result<Option<String>, StoreError>;
+
+    /// Queues a session's runtime header settings, replacing what was stored; the session
+    /// becomes known to the store.
+    fn put_settings(&self, session: &str, json: String) -> Commit;
 
     /// Completes once everything queued before it is committed.
     fn flush(&self) -> Commit;

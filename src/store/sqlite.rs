@@ -42,6 +42,10 @@ CREATE TABLE IF NOT EXISTS cookies (
     created INTEGER NOT NULL,
     PRIMARY KEY (session, domain, path, name)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS settings (
+    session TEXT PRIMARY KEY,
+    json TEXT NOT NULL
+) WITHOUT ROWID;
 ";
 
 enum Job {
@@ -50,6 +54,10 @@ enum Job {
         changes: Vec<CookieChange>,
     },
     DeleteSession(String),
+    PutSettings {
+        session: String,
+        json: String,
+    },
     Flush,
 }
 
@@ -177,6 +185,25 @@ impl Store for SqliteStore {
         self.queue(Job::DeleteSession(session.to_string()))
     }
 
+    fn load_settings(&self, session: &str) -> Result<Option<String>, StoreError> {
+        let conn = lock(&self.reader);
+        let json = conn
+            .query_row(
+                "SELECT json FROM settings WHERE session = ?1",
+                [session],
+                |row| row.get(0),
+            )
+            .optional()?;
+        Ok(json)
+    }
+
+    fn put_settings(&self, session: &str, json: String) -> Commit {
+        self.queue(Job::PutSettings {
+            session: session.to_string(),
+            json,
+        })
+    }
+
     fn flush(&self) -> Commit {
         self.queue(Job::Flush)
     }
@@ -272,7 +299,16 @@ fn commit(conn: &mut Connection, batch: &[Queued]) -> Result<(), StoreError> {
                 }
                 Job::DeleteSession(session) => {
                     tx.execute("DELETE FROM cookies WHERE session = ?1", [session])?;
+                    tx.execute("DELETE FROM settings WHERE session = ?1", [session])?;
                     tx.execute("DELETE FROM sessions WHERE name = ?1", [session])?;
+                }
+                Job::PutSettings { session, json } => {
+                    known.execute([session])?;
+                    tx.execute(
+                        "INSERT INTO settings (session, json) VALUES (?1, ?2)
+                         ON CONFLICT (session) DO UPDATE SET json = excluded.json",
+                        [session, json],
+                    )?;
                 }
                 Job::Flush => {}
             }
@@ -356,4 +392,39 @@ fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
 /// Store locks guard plain data; a panic elsewhere cannot leave them inconsistent.
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn settings_are_stored_replaced_and_deleted() {
+        let dir =
+            std::env::temp_dir().join(format!("sessiond-unit-settings-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let store = SqliteStore::open(&dir, Durability::Full).unwrap();
+        assert_eq!(store.load_settings("s").unwrap(), None);
+        store
+            .put_settings("s", "{\"a\":1}".into())
+            .wait()
+            .await
+            .unwrap();
+        store
+            .put_settings("s", "{\"b\":2}".into())
+            .wait()
+            .await
+            .unwrap();
+        assert_eq!(
+            store.load_settings("s").unwrap().as_deref(),
+            Some("{\"b\":2}")
+        );
+        // Storing settings makes the session known, with an empty jar.
+        assert_eq!(store.load("s").unwrap().map(|c| c.len()), Some(0));
+        store.delete_session("s").wait().await.unwrap();
+        assert_eq!(store.load_settings("s").unwrap(), None);
+        assert!(store.load("s").unwrap().is_none());
+        drop(store);
+        let _ = fs::remove_dir_all(&dir);
+    }
 }

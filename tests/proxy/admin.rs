@@ -1,5 +1,7 @@
 //! The admin API (SPEC §7): sessions and their cookies, read and edited from outside.
 
+use serde_json::{Value, json};
+
 use crate::support::*;
 
 /// A request to the admin API (origin form), with an optional bearer token.
@@ -259,4 +261,210 @@ async fn cookie_files_round_trip_with_curl() {
     .await
     .cookies();
     assert_eq!(cookies["from_curl"], "2");
+}
+
+/// `PATCH /sessions/NAME` with a JSON body.
+async fn patch(proxy: &sessiond::Daemon, name: &str, body: &str) -> Reply {
+    admin_body(
+        proxy,
+        call("PATCH", &format!("/sessions/{name}"), None)
+            .header("content-type", "application/json"),
+        body,
+    )
+    .await
+}
+
+/// Each given list replaces the session's, at once for the next request and after a
+/// restart; the configured lists not given stay.
+#[tokio::test]
+async fn patched_headers_apply_at_once_and_after_a_restart() {
+    let origin = Origin::start().await;
+    let state = temp_path("patch-restart");
+    let toml = "[template]\nheaders = { \"X-Conf\" = \"c\" }\n";
+    let echo = || {
+        get(&origin.url("/echo"))
+            .header("x-forced", "client")
+            .header("x-drop", "client")
+    };
+    let first = start_in(toml, &state).await;
+    let before = send(first.proxy_addr(), echo()).await;
+    assert_eq!(before.seen("x-forced"), ["client"]);
+    assert_eq!(before.seen("x-drop"), ["client"]);
+
+    let patched = patch(
+        &first,
+        "default",
+        r#"{"override_headers":{"X-Forced":"ours"},"remove_headers":["X-Drop"]}"#,
+    )
+    .await;
+    assert_eq!(patched.status, 200, "{}", patched.text());
+    let shown = patched.json();
+    assert_eq!(shown["override_headers"]["x-forced"], "ours");
+    assert_eq!(shown["remove_headers"], json!(["x-drop"]));
+    assert_eq!(shown["headers"]["x-conf"], "c", "a list not given stays");
+
+    let after = send(first.proxy_addr(), echo()).await;
+    assert_eq!(after.seen("x-forced"), ["ours"]);
+    assert!(after.seen("x-drop").is_empty());
+    assert_eq!(after.seen("x-conf"), ["c"]);
+
+    // A second patch replaces only what it gives: an empty object clears `headers`.
+    let cleared = patch(&first, "default", r#"{"headers":{"X-New":"n"}}"#).await;
+    assert_eq!(cleared.status, 200, "{}", cleared.text());
+    let after = send(first.proxy_addr(), echo()).await;
+    assert!(after.seen("x-conf").is_empty());
+    assert_eq!(after.seen("x-new"), ["n"]);
+    assert_eq!(after.seen("x-forced"), ["ours"]);
+    first.shutdown().await;
+
+    let second = start_in(toml, &state).await;
+    let restarted = send(second.proxy_addr(), echo()).await;
+    assert_eq!(restarted.seen("x-forced"), ["ours"]);
+    assert!(restarted.seen("x-drop").is_empty());
+    assert!(restarted.seen("x-conf").is_empty());
+    assert_eq!(restarted.seen("x-new"), ["n"]);
+    let shown = admin(&second, call("GET", "/sessions/default", None))
+        .await
+        .json();
+    assert_eq!(shown["headers"], json!({ "x-new": "n" }));
+    assert_eq!(shown["override_headers"], json!({ "x-forced": "ours" }));
+}
+
+/// A patch to a session that does not exist makes it from the template; it lasts, and
+/// a credential it sets is sent but never shown.
+#[tokio::test]
+async fn a_patch_creates_a_dynamic_session() {
+    let origin = Origin::start().await;
+    let state = temp_path("patch-create");
+    let first = start_in("", &state).await;
+    let made = patch(
+        &first,
+        "fresh",
+        r#"{"headers":{"X-Fresh":"1"},"override_headers":{"Authorization":"Bearer sekrit"}}"#,
+    )
+    .await;
+    assert_eq!(made.status, 200, "{}", made.text());
+    assert!(!made.text().contains("sekrit"), "{}", made.text());
+    let made = made.json();
+    assert_eq!(made["name"], "fresh");
+    assert_eq!(made["configured"], false);
+    assert_eq!(made["override_headers"]["authorization"], "<redacted>");
+
+    let list = admin(&first, call("GET", "/sessions", None)).await.json();
+    assert!(
+        list["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "fresh"),
+        "{list}"
+    );
+    let echo = send(
+        first.proxy_addr(),
+        get(&origin.url("/echo")).header("x-session", "fresh"),
+    )
+    .await;
+    assert_eq!(echo.seen("x-fresh"), ["1"]);
+    assert_eq!(echo.seen("authorization"), ["Bearer sekrit"]);
+    first.shutdown().await;
+
+    // Known to the store, so it is loaded with its settings after a restart.
+    let second = start_in("[proxy]\ndynamic_sessions = false\n", &state).await;
+    let echo = send(
+        second.proxy_addr(),
+        get(&origin.url("/echo")).header("x-session", "fresh"),
+    )
+    .await;
+    assert_eq!(echo.status, 200, "{}", echo.text());
+    assert_eq!(echo.seen("x-fresh"), ["1"]);
+
+    // Deleting it forgets its settings too.
+    let deleted = admin(&second, call("DELETE", "/sessions/fresh", None)).await;
+    assert_eq!(deleted.status, 204);
+    let remade = patch(&second, "fresh", "{}").await.json();
+    assert_eq!(remade["headers"], json!({}));
+}
+
+/// A bad body is refused whole, naming the field and the header, and changes nothing.
+#[tokio::test]
+async fn bad_patches_change_nothing() {
+    let origin = Origin::start().await;
+    let proxy = start("").await;
+    let ok = patch(&proxy, "default", r#"{"headers":{"X-A":"1"}}"#).await;
+    assert_eq!(ok.status, 200, "{}", ok.text());
+
+    let refusals = [
+        (r#"{"headers":{"X-B":"2"},"cookies":{}}"#, "cookies"),
+        (r#"{"headers":{"Bad Name":"2"}}"#, r#"headers."Bad Name""#),
+        (
+            r#"{"override_headers":{"Connection":"close"}}"#,
+            r#"override_headers."Connection""#,
+        ),
+        (
+            r#"{"remove_headers":["x-ok","connection"]}"#,
+            "remove_headers[1]",
+        ),
+        (
+            r#"{"headers":{"X-B":"bad\u0001value"}}"#,
+            r#"headers."X-B""#,
+        ),
+        (r#"{"headers":["X-B"]}"#, "headers"),
+        ("[]", "object"),
+        ("", "JSON"),
+    ];
+    for (body, named) in refusals {
+        let refused = patch(&proxy, "default", body).await;
+        assert_eq!(refused.status, 400, "{body}: {}", refused.text());
+        let error = refused.json()["error"].as_str().unwrap().to_string();
+        assert!(error.contains(named), "{body}: {error}");
+    }
+    let hop = patch(&proxy, "default", r#"{"headers":{"connection":"close"}}"#).await;
+    assert!(hop.text().contains("hop-by-hop"), "{}", hop.text());
+
+    // Nothing changed, and a refused patch made no session.
+    let shown = admin(&proxy, call("GET", "/sessions/default", None))
+        .await
+        .json();
+    assert_eq!(shown["headers"], json!({ "x-a": "1" }));
+    assert_eq!(shown["remove_headers"], json!([]));
+    let echo = send(proxy.proxy_addr(), get(&origin.url("/echo"))).await;
+    assert_eq!(echo.seen("x-a"), ["1"]);
+    assert!(echo.seen("x-b").is_empty());
+    assert_eq!(patch(&proxy, "ghost", r#"{"nope":1}"#).await.status, 400);
+    assert_eq!(
+        admin(&proxy, call("GET", "/sessions/ghost", None))
+            .await
+            .status,
+        404
+    );
+}
+
+/// `GET /sessions/NAME` counts the session's requests (not admin calls), when it was last
+/// used, and its cookies.
+#[tokio::test]
+async fn the_counters_move_with_traffic() {
+    let origin = Origin::start().await;
+    let proxy = start("").await;
+    let show = || async {
+        admin(&proxy, call("GET", "/sessions/default", None))
+            .await
+            .json()
+    };
+    let idle = show().await;
+    assert_eq!(idle["requests"], 0);
+    assert_eq!(idle["last_used"], Value::Null);
+    assert_eq!(idle["cookies"], 0);
+    assert_eq!(show().await["requests"], 0, "admin calls are not requests");
+
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    send(proxy.proxy_addr(), get(&origin.url("/echo"))).await;
+    send(proxy.proxy_addr(), get(&origin.url("/cookies/set/k/v"))).await;
+    let busy = show().await;
+    assert_eq!(busy["requests"], 2);
+    assert_eq!(busy["cookies"], 1);
+    let last = busy["last_used"].as_u64().unwrap();
+    assert!(last >= start && last <= start + 60, "{last} vs {start}");
 }

@@ -7,6 +7,7 @@ mod cookies;
 mod daemon;
 mod https;
 mod identify;
+mod observe;
 mod rewrite;
 mod server;
 mod store;

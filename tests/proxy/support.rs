@@ -13,7 +13,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 pub use http::{HeaderMap, Method, Request, Response, StatusCode};
 pub use http_body_util::{BodyExt, Full, StreamBody};
-use hyper::body::{Frame, Incoming};
+pub use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
