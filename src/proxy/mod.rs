@@ -29,6 +29,7 @@ use body::{ProxyBody, Tracked};
 use identify::Identifier;
 use record::ExchangeLog;
 
+use crate::config::SessionSettings;
 use crate::connect::{self, Tunnels};
 use crate::error::ProxyError;
 use crate::hosts;
@@ -138,7 +139,11 @@ impl Proxy {
             .and_then(|guard| {
                 let target = connect::connect_target(req.uri())?;
                 let host = target.host().trim_start_matches('[').trim_end_matches(']');
-                check_host(guard.session(), &host.to_ascii_lowercase())?;
+                check_host(
+                    guard.session(),
+                    &guard.session().settings(),
+                    &host.to_ascii_lowercase(),
+                )?;
                 Ok((guard, target))
             });
         let (guard, target) = match admitted {
@@ -188,8 +193,10 @@ impl Proxy {
         let guard = self.identifier.identify(req.headers(), conn)?;
         let session = Arc::clone(guard.session());
         log.set_session(guard);
+        // One snapshot of the settings for the whole exchange (a PATCH applies to the next).
+        let settings = session.settings();
         let url = target_url(&req)?;
-        check_host(&session, hosts::url_host(&url))?;
+        check_host(&session, &settings, hosts::url_host(&url))?;
 
         // A real upgrade (WebSocket and the like) over HTTP/1.1: the client's side of the
         // switch is taken out of the request before it is forwarded.
@@ -207,12 +214,12 @@ impl Proxy {
         // The client's Host goes; the upstream client derives it from the target: a `Host`
         // header for HTTP/1.1, the `:authority` alone for h2 (origins reject both at once).
         parts.headers.remove(http::header::HOST);
-        rewrite::apply_session(&mut parts.headers, &session, &url);
+        rewrite::apply_session(&mut parts.headers, &session, &settings, &url);
         log.set_request(parts.version, &parts.headers);
         // The client's protocol (HTTP/1.0, h2c) says nothing about the origin's.
         parts.version = Version::HTTP_11;
 
-        let timeouts = session.settings().timeouts;
+        let timeouts = settings.timeouts;
         let mut resp = session
             .upstream()
             .send(
@@ -315,8 +322,7 @@ fn target_url(req: &Request<Incoming>) -> Result<Url, ProxyError> {
 }
 
 /// The session's egress rules: `deny_hosts` always wins; with `allow_hosts`, only those.
-fn check_host(session: &Session, host: &str) -> Result<(), ProxyError> {
-    let settings = session.settings();
+fn check_host(session: &Session, settings: &SessionSettings, host: &str) -> Result<(), ProxyError> {
     let allowed = !settings.deny_hosts.matches(host)
         && settings
             .allow_hosts

@@ -6,6 +6,7 @@ use http::Version;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use url::Url;
 
+use crate::config::SessionSettings;
 use crate::session::Session;
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1), plus the
@@ -83,8 +84,12 @@ pub fn add_via(headers: &mut HeaderMap, version: Version) {
 }
 
 /// Applies the session's header rules, credentials and cookies for a request to `url`.
-pub fn apply_session(headers: &mut HeaderMap, session: &Session, url: &Url) {
-    let settings = session.settings();
+pub fn apply_session(
+    headers: &mut HeaderMap,
+    session: &Session,
+    settings: &SessionSettings,
+    url: &Url,
+) {
     for name in &settings.remove_headers {
         headers.remove(name);
     }
