@@ -6,6 +6,7 @@
 //! |--------------------------------------------|-------------------------------------------|
 //! | `GET /healthz`                             | `200 ok` while the process serves         |
 //! | `GET /readyz`                              | `200`; `503` while store commits fail     |
+//! | `GET /metrics`                             | Prometheus (OpenMetrics) text             |
 //! | `GET /sessions`                            | every session, in memory or in the store  |
 //! | `GET /sessions/NAME`                       | one session's settings (no secrets)       |
 //! | `DELETE /sessions/NAME`                    | forget it (a configured one: its cookies) |
@@ -110,6 +111,16 @@ impl Admin {
         match (&method, segments.as_slice()) {
             (&Method::GET, ["healthz"]) => Ok(text(StatusCode::OK, "ok\n".into())),
             (&Method::GET, ["readyz"]) => Ok(self.readyz()),
+            (&Method::GET, ["metrics"]) => {
+                let mut resp = text(StatusCode::OK, self.proxy.observer().metrics().render());
+                resp.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    http::HeaderValue::from_static(
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    ),
+                );
+                Ok(resp)
+            }
             (&Method::GET, ["ca.pem"]) => {
                 let mut resp = text(StatusCode::OK, self.ca_pem.clone());
                 resp.headers_mut().insert(
@@ -133,7 +144,13 @@ impl Admin {
                 self.import(&name, req, method == Method::PUT).await
             }
             (&Method::DELETE, ["sessions", name, "cookies"]) => self.clear(name, &req).await,
-            (_, ["healthz" | "readyz" | "ca.pem" | "sessions" | "events", ..]) => Err(Failure(
+            (
+                _,
+                [
+                    "healthz" | "readyz" | "metrics" | "ca.pem" | "sessions" | "events",
+                    ..,
+                ],
+            ) => Err(Failure(
                 StatusCode::METHOD_NOT_ALLOWED,
                 format!("{method} is not allowed here"),
             )),

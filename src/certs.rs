@@ -345,6 +345,7 @@ impl CertAuthority {
 pub struct Minter {
     ca: Arc<CertAuthority>,
     cache: Cache<String, Arc<ServerConfig>>,
+    minted: Option<prometheus_client::metrics::counter::Counter>,
 }
 
 impl fmt::Debug for Minter {
@@ -364,6 +365,7 @@ impl Minter {
                 .max_capacity(LEAF_CACHE_HOSTS)
                 .time_to_live(LEAF_CACHE_TTL)
                 .build(),
+            minted: None,
         }
     }
 
@@ -381,9 +383,21 @@ impl Minter {
             .try_get_with(name.to_string(), || {
                 let config = self.ca.server_config(&name)?;
                 tracing::debug!(host = %name, "minted a leaf certificate");
+                if let Some(minted) = &self.minted {
+                    minted.inc();
+                }
                 Ok(Arc::new(config))
             })
             .map_err(Arc::unwrap_or_clone)
+    }
+
+    /// Counts every leaf minted in `counter` (every other `server_config` is a cache hit).
+    pub fn counting_mints(
+        mut self,
+        counter: prometheus_client::metrics::counter::Counter,
+    ) -> Minter {
+        self.minted = Some(counter);
+        self
     }
 }
 

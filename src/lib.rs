@@ -12,6 +12,7 @@
 //! - [`hosts`] — host patterns used by credentials and egress rules.
 //! - [`error`] — the one error type and the one place it becomes a response.
 //! - [`observe`] — finished exchanges: live events and each session's recent ones (HAR).
+//! - [`metrics`] — every metric, registered in one place.
 //! - [`admin`] — the admin API.
 //! - [`cli`] — the admin API's client, behind `sessiond sessions|cookies|health`.
 
@@ -22,6 +23,7 @@ pub mod config;
 pub mod connect;
 pub mod error;
 pub mod hosts;
+pub mod metrics;
 pub mod observe;
 pub mod proxy;
 pub mod server;

@@ -15,6 +15,7 @@ use http::{HeaderMap, HeaderName, Method, Uri, Version, header};
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 
+use crate::metrics::{Metrics, OutcomeLabels, RequestLabels, status_class};
 use crate::proxy::record::RedactedUri;
 
 /// Events buffered for subscribers before a slow one is dropped.
@@ -24,6 +25,8 @@ const EVENT_BUFFER: usize = 1024;
 #[derive(Debug)]
 pub struct Exchange {
     pub session: Option<Arc<str>>,
+    /// `configured`, `dynamic` or `none`: the only session label metrics carry.
+    pub session_class: &'static str,
     pub method: Method,
     pub uri: Uri,
     pub version: Version,
@@ -45,6 +48,7 @@ pub struct Exchange {
 pub struct Observer {
     events: broadcast::Sender<Arc<Exchange>>,
     har_entries: usize,
+    metrics: Arc<Metrics>,
 }
 
 /// A session's most recent exchanges.
@@ -64,12 +68,17 @@ impl Recent {
 
 impl Observer {
     /// `har_entries` is each session's ring size (0 keeps none).
-    pub fn new(har_entries: usize) -> Observer {
+    pub fn new(har_entries: usize, metrics: Arc<Metrics>) -> Observer {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         Observer {
             events,
             har_entries,
+            metrics,
         }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Whether anyone wants full records (a HAR ring or a live subscriber): header maps
@@ -79,6 +88,7 @@ impl Observer {
     }
 
     pub fn publish(&self, exchange: Exchange, recent: Option<&Recent>) {
+        self.count(&exchange);
         let exchange = Arc::new(exchange);
         if let Some(recent) = recent
             && self.har_entries > 0
@@ -91,6 +101,25 @@ impl Observer {
         }
         // No subscriber is not an error.
         let _ = self.events.send(exchange);
+    }
+
+    fn count(&self, e: &Exchange) {
+        let m = &self.metrics;
+        if e.method == Method::CONNECT {
+            m.tunnels
+                .get_or_create(&OutcomeLabels { outcome: e.outcome })
+                .inc();
+        }
+        m.requests
+            .get_or_create(&RequestLabels {
+                session: e.session_class,
+                status: status_class(e.status),
+            })
+            .inc();
+        m.response_bytes.inc_by(e.bytes);
+        if let Some(wait) = e.wait {
+            m.upstream_wait.observe(wait.as_secs_f64());
+        }
     }
 
     /// A stream of `text/event-stream` chunks for one subscriber, optionally for one
@@ -279,6 +308,7 @@ mod tests {
     fn exchange(session: &str) -> Exchange {
         Exchange {
             session: Some(Arc::from(session)),
+            session_class: "dynamic",
             method: Method::GET,
             uri: Uri::from_static("http://example.test/path?token=secret"),
             version: Version::HTTP_11,
@@ -297,7 +327,7 @@ mod tests {
     /// Publishing never waits for a subscriber; one that falls behind is told and ended.
     #[tokio::test]
     async fn a_subscriber_that_falls_behind_is_dropped_with_a_notice() {
-        let observer = Observer::new(0);
+        let observer = Observer::new(0, Arc::default());
         let mut stream = observer.subscribe(None);
         // Nobody reads while far more than the buffers hold is published.
         for _ in 0..(EVENT_BUFFER * 3) {
@@ -314,7 +344,7 @@ mod tests {
 
     #[test]
     fn the_ring_keeps_the_most_recent() {
-        let observer = Observer::new(2);
+        let observer = Observer::new(2, Arc::default());
         let recent = Recent::default();
         for name in ["a", "b", "c"] {
             observer.publish(exchange(name), Some(&recent));

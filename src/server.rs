@@ -31,6 +31,7 @@ use crate::admin;
 use crate::certs::{CertAuthority, CertError, Minter};
 use crate::config::{ClientRule, Config};
 use crate::connect::Tunnels;
+use crate::metrics::{ConnectionCount, Metrics};
 use crate::observe::Observer;
 use crate::proxy::identify::Identifier;
 use crate::proxy::upstream::Upstream;
@@ -68,7 +69,7 @@ pub enum StartError {
 /// bundles, client certificate and key) make a working client configuration.
 pub fn check(config: &Config) -> Result<(), StartError> {
     CertAuthority::check(&config.tls)?;
-    let upstream = Upstream::new(&config.upstream);
+    let upstream = Upstream::new(&config.upstream, Arc::default());
     upstream.client_for(&config.template)?;
     for s in &config.sessions {
         upstream.client_for(&s.settings)?;
@@ -102,7 +103,8 @@ impl Daemon {
         // Everything that reads files or can refuse the configuration comes before the
         // first bind: the CA, and every session's TLS settings.
         let ca = Arc::new(CertAuthority::load_or_create(&config.tls)?);
-        let upstream = Upstream::new(&config.upstream);
+        let metrics = Arc::new(Metrics::default());
+        let upstream = Upstream::new(&config.upstream, Arc::clone(&metrics));
         let store = SqliteStore::open(&config.proxy.state_dir, config.durability)
             .map_err(StartError::Store)?;
         let registry = Registry::new(&config, &upstream, Arc::new(store))?;
@@ -143,9 +145,12 @@ impl Daemon {
                 builder: Arc::clone(&builder),
                 head_timeout: config.proxy.request_head_timeout,
                 tls: config.tls.clone(),
-                minter: Arc::new(Minter::new(Arc::clone(&ca))),
+                minter: Arc::new(
+                    Minter::new(Arc::clone(&ca))
+                        .counting_mints(metrics.leaf_certificates_minted.clone()),
+                ),
             },
-            Observer::new(config.proxy.har_entries),
+            Observer::new(config.proxy.har_entries, Arc::clone(&metrics)),
         ));
 
         let max_connections = u32::try_from(config.proxy.max_connections).unwrap_or(u32::MAX >> 3);
@@ -174,8 +179,11 @@ impl Daemon {
             };
             let proxy = Arc::clone(&proxy);
             let session = bound.session;
+            let gauge = metrics.client_connections.clone();
             let make = move |accepted: Accepted| {
                 let proxy = Arc::clone(&proxy);
+                // Counted while the connection's service lives.
+                let counted = ConnectionCount::new(&gauge);
                 let conn = Arc::new(ConnInfo {
                     peer: accepted.peer,
                     listener_session: session.clone(),
@@ -186,6 +194,7 @@ impl Daemon {
                     shutdown: accepted.shutdown,
                 });
                 service_fn(move |req: Request<Incoming>| {
+                    let _ = &counted;
                     let proxy = Arc::clone(&proxy);
                     let conn = Arc::clone(&conn);
                     async move { Ok::<_, Infallible>(proxy.handle(req, &conn).await) }

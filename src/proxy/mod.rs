@@ -243,13 +243,14 @@ impl Proxy {
             _ => None,
         };
         let (mut head, body) = resp.into_parts();
-        let changes = record::store_cookies(&session, &url, &head.headers);
+        let metrics = self.observer.metrics();
+        let changes = record::store_cookies(&session, &url, &head.headers, metrics);
         let cookies_set = changes
             .iter()
             .filter(|c| matches!(c, crate::session::jar::CookieChange::Put(_)))
             .count();
         log.set_response(&head.headers, cookies_set);
-        record::persist(&session, &**self.registry().store(), changes).await;
+        record::persist(&session, &**self.registry().store(), changes, metrics).await;
         rewrite::strip_hop_by_hop(&mut head.headers);
         if let Some(protocol) = switched {
             rewrite::keep_upgrade(&mut head.headers, protocol);

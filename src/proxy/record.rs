@@ -8,6 +8,7 @@ use std::time::{Instant, SystemTime};
 use http::{HeaderMap, Method, Uri, Version, header};
 use url::Url;
 
+use crate::metrics::{Metrics, OutcomeLabels};
 use crate::observe::{Exchange, Observer};
 use crate::server::ActiveGuard;
 use crate::session::jar::{CookieChange, SetOutcome};
@@ -16,14 +17,31 @@ use crate::store::{Durability, Store};
 
 /// Stores every `Set-Cookie` of a response in the session's jar and returns what changed
 /// there, for the durable store (nothing when every cookie was already known).
-pub fn store_cookies(session: &Session, url: &Url, headers: &HeaderMap) -> Vec<CookieChange> {
+pub fn store_cookies(
+    session: &Session,
+    url: &Url,
+    headers: &HeaderMap,
+    metrics: &Metrics,
+) -> Vec<CookieChange> {
     let mut values = headers.get_all(header::SET_COOKIE).iter().peekable();
     if values.peek().is_none() {
         return Vec::new();
     }
     let mut jar = session.jar();
     for value in values {
-        if let SetOutcome::Ignored(reason) = jar.set_cookie(value.as_bytes(), url) {
+        let outcome = jar.set_cookie(value.as_bytes(), url);
+        let label = match outcome {
+            SetOutcome::Stored => "stored",
+            SetOutcome::Updated => "updated",
+            SetOutcome::Unchanged => "unchanged",
+            SetOutcome::Removed => "removed",
+            SetOutcome::Ignored(_) => "rejected",
+        };
+        metrics
+            .cookies
+            .get_or_create(&OutcomeLabels { outcome: label })
+            .inc();
+        if let SetOutcome::Ignored(reason) = outcome {
             // The reason only: the header carries the cookie's value.
             tracing::debug!(session = %session.name(), host = url.host_str().unwrap_or(""), reason, "Set-Cookie ignored");
         }
@@ -34,15 +52,25 @@ pub fn store_cookies(session: &Session, url: &Url, headers: &HeaderMap) -> Vec<C
 /// Hands a response's jar changes to the store. With full durability the response waits
 /// here until they are committed, so a client never sees a cookie a crash could lose. A
 /// failed commit is logged (and shown by `/readyz`); the response still goes out.
-pub async fn persist(session: &Session, store: &dyn Store, changes: Vec<CookieChange>) {
+pub async fn persist(
+    session: &Session,
+    store: &dyn Store,
+    changes: Vec<CookieChange>,
+    metrics: &Metrics,
+) {
     if changes.is_empty() {
         return;
     }
     let commit = store.apply(session.name(), changes);
-    if store.durability() == Durability::Full
-        && let Err(e) = commit.wait().await
-    {
-        tracing::error!(session = %session.name(), error = %e, "the cookie change was not committed");
+    if store.durability() == Durability::Full {
+        let started = std::time::Instant::now();
+        let committed = commit.wait().await;
+        metrics
+            .store_commit
+            .observe(started.elapsed().as_secs_f64());
+        if let Err(e) = committed {
+            tracing::error!(session = %session.name(), error = %e, "the cookie change was not committed");
+        }
     }
 }
 
@@ -154,9 +182,15 @@ impl Drop for ExchangeLog {
             outcome = self.outcome,
         );
         let recent = self._guard.as_ref().map(|g| Arc::clone(g.session()));
+        let session_class = match recent.as_deref().map(Session::origin) {
+            Some(crate::session::Origin::Configured) => "configured",
+            Some(crate::session::Origin::Dynamic) => "dynamic",
+            None => "none",
+        };
         self.observer.publish(
             Exchange {
                 session: self.session.take(),
+                session_class,
                 method: std::mem::replace(&mut self.method, Method::GET),
                 uri: std::mem::take(&mut self.uri),
                 version: self.version,

@@ -34,6 +34,7 @@ use tokio::time::Instant;
 use super::body::{Upload, UploadTimeout};
 use crate::config::{SessionSettings, Timeouts, UpstreamConfig, UpstreamProxy, UpstreamTls};
 use crate::error::ProxyError;
+use crate::metrics::Metrics;
 
 /// What must be equal for two sessions to share a pooled connection.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -60,6 +61,7 @@ pub struct Upstream {
     /// The system's trusted roots, read once.
     system_roots: Arc<RootCertStore>,
     provider: Arc<CryptoProvider>,
+    metrics: Arc<Metrics>,
 }
 
 /// The daemon's bound listeners, shared by every connector: connecting to one is a loop.
@@ -81,7 +83,7 @@ impl Upstream {
 
     /// Ready to build clients; [`set_own_addrs`](Self::set_own_addrs) must follow once the
     /// listeners are bound (their ports are not known before).
-    pub fn new(config: &UpstreamConfig) -> Upstream {
+    pub fn new(config: &UpstreamConfig, metrics: Arc<Metrics>) -> Upstream {
         Upstream {
             pools: DashMap::new(),
             resolver: Arc::new(Resolver {
@@ -94,6 +96,7 @@ impl Upstream {
                 ttl: config.dns_ttl,
             }),
             own_addrs: OwnAddrs::default(),
+            metrics,
             idle_timeout: config.pool_idle_timeout,
             max_idle_per_host: config.pool_max_idle_per_host,
             system_roots: Arc::new(system_roots()),
@@ -122,6 +125,7 @@ impl Upstream {
             parent: id.parent.clone(),
             connect_timeout: id.connect_timeout,
             own_addrs: self.own_addrs.clone(),
+            metrics: Arc::clone(&self.metrics),
         });
         let tls = self.tls_config(&id.tls)?;
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
@@ -468,6 +472,7 @@ struct ConnectorInner {
     parent: Option<UpstreamProxy>,
     connect_timeout: Duration,
     own_addrs: OwnAddrs,
+    metrics: Arc<Metrics>,
 }
 
 impl tower_service::Service<Uri> for Connector {
@@ -540,6 +545,7 @@ impl ConnectorInner {
                 Ok(Ok(stream)) => {
                     // Small request heads should not wait for Nagle.
                     let _ = stream.set_nodelay(true);
+                    self.metrics.upstream_connections_opened.inc();
                     return Ok(stream);
                 }
                 Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
@@ -841,6 +847,7 @@ mod tests {
             parent: None,
             connect_timeout: Duration::from_secs(1),
             own_addrs: OwnAddrs::default(),
+            metrics: Arc::default(),
         };
         let _ = c.own_addrs.0.set(Box::new([
             "0.0.0.0:8080".parse().unwrap(),

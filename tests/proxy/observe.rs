@@ -198,3 +198,56 @@ async fn har_secrets_need_a_token() {
     .await;
     assert_eq!(r.status, 403);
 }
+
+/// The value of one sample in Prometheus text, or 0 when absent.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.trim().parse().ok())
+        })
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn metrics_parse_and_move_with_traffic() {
+    let origin = Origin::start().await;
+    let proxy = start("").await;
+    let before = send(proxy.admin_addr(), admin_get("/metrics", None))
+        .await
+        .text();
+    for _ in 0..3 {
+        send(proxy.proxy_addr(), get(&origin.url("/cookies/set/m/1"))).await;
+    }
+    send(
+        proxy.proxy_addr(),
+        get(&origin.url("/echo")).header("x-session", "a-private-session-name"),
+    )
+    .await;
+    let after = send(proxy.admin_addr(), admin_get("/metrics", None))
+        .await
+        .text();
+
+    // Well-formed exposition: every line a comment or `series value`, ending in # EOF.
+    assert!(after.ends_with("# EOF\n"), "{after}");
+    for line in after.lines().filter(|l| !l.starts_with('#')) {
+        let value = line.rsplit(' ').next().unwrap();
+        assert!(value.parse::<f64>().is_ok(), "bad sample line {line:?}");
+    }
+    let moved = |series: &str| sample(&after, series) - sample(&before, series);
+    assert_eq!(
+        moved("sessiond_requests_total{session=\"configured\",status=\"3xx\"}"),
+        3.0
+    );
+    assert_eq!(
+        moved("sessiond_requests_total{session=\"dynamic\",status=\"2xx\"}"),
+        1.0
+    );
+    assert!(moved("sessiond_cookies_total{outcome=\"stored\"}") >= 1.0);
+    assert!(moved("sessiond_upstream_wait_seconds_count") >= 4.0);
+    assert!(sample(&after, "sessiond_upstream_connections_opened_total") >= 1.0);
+    assert!(
+        !after.contains("a-private-session-name"),
+        "a session name became a label"
+    );
+}
