@@ -1,16 +1,18 @@
 //! The client side of the admin API: `sessiond sessions`, `cookies` and `health` send one
 //! HTTP/1.1 request to the `admin.listen` of a configuration (with its `admin.token`) and
 //! turn the answer into output for stdout, or an [`Error`] whose text is the admin API's
-//! own `{"error": ...}` message and status.
+//! own `{"error": ...}` message and status. `sessiond events` keeps its request open and
+//! prints the live exchanges of `GET /events` as they arrive.
 
-use std::io::Read as _;
+use std::io::{Read as _, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Method, Request, StatusCode, header};
+use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::Value;
@@ -24,6 +26,10 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long to wait for the whole answer once connected: a daemon that accepts but never
 /// answers must not hang a health check forever.
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long `sessiond events` waits for anything from the daemon, which sends a keep-alive
+/// comment every 15 seconds.
+pub const EVENTS_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What a path segment may hold unescaped: the characters of a valid session name. Anything
 /// else is escaped, so a bad name reaches the daemon as one segment and is refused there.
@@ -96,6 +102,12 @@ pub enum Error {
     },
     #[error("the admin API answered {status} with a body that is not the expected JSON")]
     Unexpected { status: StatusCode },
+    #[error("the event stream from {0} went silent for {EVENTS_IDLE_TIMEOUT:?}")]
+    EventsIdle(SocketAddr),
+    #[error("{}", dropped_message(*missed))]
+    Dropped { missed: Option<u64> },
+    #[error("cannot write the output: {0}")]
+    Output(std::io::Error),
     #[error("cannot read {path}: {source}")]
     Input {
         path: String,
@@ -108,6 +120,11 @@ impl Error {
     pub fn is_config(&self) -> bool {
         matches!(self, Error::NoPort(_) | Error::BadToken)
     }
+}
+
+fn dropped_message(missed: Option<u64>) -> String {
+    let missed = missed.map_or(String::new(), |n| format!(" after missing {n} events"));
+    format!("the daemon dropped this subscriber for reading too slowly{missed}")
 }
 
 fn api_message(status: StatusCode, message: Option<&str>) -> String {
@@ -148,6 +165,30 @@ pub async fn request(
     token: Option<&Secret>,
     body: Bytes,
 ) -> Result<Reply, Error> {
+    let req = build_request(addr, method, path, token, body)?;
+    let exchange = async {
+        let resp = send(addr, req).await?;
+        let status = resp.status();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|source| Error::Http { addr, source })?
+            .to_bytes();
+        Ok(Reply { status, body })
+    };
+    tokio::time::timeout(RESPONSE_TIMEOUT, exchange)
+        .await
+        .map_err(|_| Error::ResponseTimeout(addr))?
+}
+
+fn build_request(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    token: Option<&Secret>,
+    body: Bytes,
+) -> Result<Request<Full<Bytes>>, Error> {
     let mut req = Request::builder()
         .method(method)
         .uri(path)
@@ -164,7 +205,12 @@ pub async fn request(
         value.set_sensitive(true);
         req.headers_mut().insert(header::AUTHORIZATION, value);
     }
+    Ok(req)
+}
 
+/// Connects to `addr` (within [`CONNECT_TIMEOUT`]), sends `req` and returns the response
+/// head with its body still to be read.
+async fn send(addr: SocketAddr, req: Request<Full<Bytes>>) -> Result<Response<Incoming>, Error> {
     let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
         Err(_) => return Err(Error::ConnectTimeout(addr)),
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
@@ -174,22 +220,192 @@ pub async fn request(
         Ok(Ok(s)) => s,
     };
     let http = |source| Error::Http { addr, source };
-    let exchange = async {
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(http)?;
-        // Errors on the connection also fail `send_request`, which reports them.
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let resp = sender.send_request(req).await.map_err(http)?;
-        let status = resp.status();
-        let body = resp.into_body().collect().await.map_err(http)?.to_bytes();
-        Ok(Reply { status, body })
-    };
-    tokio::time::timeout(RESPONSE_TIMEOUT, exchange)
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
-        .map_err(|_| Error::ResponseTimeout(addr))?
+        .map_err(http)?;
+    // Errors on the connection also fail `send_request` or the body, which report them.
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    sender.send_request(req).await.map_err(http)
+}
+
+/// `sessiond events`: streams `GET /events[?session=NAME]` and writes one line per
+/// exchange to `out` (flushed per line): human-readable, or with `json` the event's JSON
+/// as the daemon sent it. Returns when the daemon ends the stream; [`Error::Dropped`]
+/// when it dropped this subscriber for reading too slowly.
+pub async fn events(
+    admin: &AdminConfig,
+    session: Option<&str>,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<(), Error> {
+    let addr = target(admin)?;
+    let path = match session {
+        Some(name) => format!("/events?session={}", utf8_percent_encode(name, SEGMENT)),
+        None => "/events".to_string(),
+    };
+    let req = build_request(addr, Method::GET, &path, admin.token.as_ref(), Bytes::new())?;
+    let resp = tokio::time::timeout(RESPONSE_TIMEOUT, send(addr, req))
+        .await
+        .map_err(|_| Error::ResponseTimeout(addr))??;
+    let status = resp.status();
+    let mut body = resp.into_body();
+    if !status.is_success() {
+        let body = tokio::time::timeout(RESPONSE_TIMEOUT, body.collect())
+            .await
+            .map_err(|_| Error::ResponseTimeout(addr))?
+            .map_err(|source| Error::Http { addr, source })?
+            .to_bytes();
+        return Err(api_error(&Reply { status, body }));
+    }
+    let mut parser = SseParser::default();
+    loop {
+        // The daemon sends a keep-alive comment every 15 seconds: silence for longer than
+        // this means it is gone.
+        let frame = match tokio::time::timeout(EVENTS_IDLE_TIMEOUT, body.frame()).await {
+            Err(_) => return Err(Error::EventsIdle(addr)),
+            Ok(None) => return Ok(()),
+            // A daemon that stops closes the connection in the middle of the chunked body:
+            // that too is the end of the stream, not a failure.
+            Ok(Some(Err(source))) if closed_by_peer(&source) => return Ok(()),
+            Ok(Some(frame)) => frame.map_err(|source| Error::Http { addr, source })?,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        for event in parser.push(&data) {
+            match event.kind.as_str() {
+                "exchange" => {
+                    let line = if json {
+                        event.data
+                    } else {
+                        match serde_json::from_str::<Value>(&event.data) {
+                            Ok(value) => event_line(&value),
+                            Err(_) => return Err(Error::Unexpected { status }),
+                        }
+                    };
+                    match writeln!(out, "{line}").and_then(|()| out.flush()) {
+                        Ok(()) => {}
+                        // A reader that went away (`| head`) ends the tail quietly.
+                        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+                        Err(source) => return Err(Error::Output(source)),
+                    }
+                }
+                "dropped" => {
+                    let missed = serde_json::from_str::<Value>(&event.data)
+                        .ok()
+                        .and_then(|v| v["missed"].as_u64());
+                    return Err(Error::Dropped { missed });
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Whether reading a body failed because the other side closed the connection.
+fn closed_by_peer(e: &hyper::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+            );
+        }
+        source = err.source();
+    }
+    e.is_incomplete_message()
+}
+
+/// One server-sent event: its `event:` type (`message` when it has none) and its `data:`
+/// lines joined with newlines.
+#[derive(Debug, PartialEq, Eq)]
+struct SseEvent {
+    kind: String,
+    data: String,
+}
+
+/// Splits a `text/event-stream` body, arriving in chunks of any size, into events.
+#[derive(Debug, Default)]
+struct SseParser {
+    /// The start of a line whose end has not arrived yet.
+    partial: Vec<u8>,
+    kind: Option<String>,
+    data: Option<String>,
+}
+
+impl SseParser {
+    fn push(&mut self, chunk: &[u8]) -> Vec<SseEvent> {
+        self.partial.extend_from_slice(chunk);
+        let mut events = Vec::new();
+        let mut start = 0;
+        while let Some(end) = self.partial[start..].iter().position(|&b| b == b'\n') {
+            let raw = &self.partial[start..start + end];
+            let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+            let line = String::from_utf8_lossy(raw).into_owned();
+            start += end + 1;
+            if line.is_empty() {
+                if let Some(data) = self.data.take() {
+                    events.push(SseEvent {
+                        kind: self.kind.take().unwrap_or_else(|| "message".into()),
+                        data,
+                    });
+                }
+                self.kind = None;
+                continue;
+            }
+            if line.starts_with(':') {
+                continue;
+            }
+            let (field, value) = match line.split_once(':') {
+                Some((f, v)) => (f, v.strip_prefix(' ').unwrap_or(v)),
+                None => (line.as_str(), ""),
+            };
+            match field {
+                "event" => self.kind = Some(value.to_string()),
+                "data" => match &mut self.data {
+                    Some(data) => {
+                        data.push('\n');
+                        data.push_str(value);
+                    }
+                    None => self.data = Some(value.to_string()),
+                },
+                _ => {}
+            }
+        }
+        self.partial.drain(..start);
+        events
+    }
+}
+
+/// `STARTED SESSION METHOD URL STATUS BYTESB DURATIONms OUTCOME`, plus how many cookies
+/// the response set when it set any.
+fn event_line(e: &Value) -> String {
+    let started = e["started"].as_str().unwrap_or("-");
+    // Whole seconds are enough to read; the JSON has the rest.
+    let started = match (started.find('.'), started.rfind(['Z', '+', '-'])) {
+        (Some(dot), Some(zone)) if zone > dot => format!("{}{}", &started[..dot], &started[zone..]),
+        _ => started.to_string(),
+    };
+    let text = |key: &str| e[key].as_str().unwrap_or("-").to_string();
+    let mut line = format!(
+        "{started} {} {} {} {} {}B {:.1}ms {}",
+        text("session"),
+        text("method"),
+        text("url"),
+        e["status"].as_u64().unwrap_or(0),
+        e["bytes"].as_u64().unwrap_or(0),
+        e["duration_ms"].as_f64().unwrap_or(0.0),
+        text("outcome"),
+    );
+    match e["cookies_set"].as_u64() {
+        Some(0) | None => {}
+        Some(1) => line.push_str(" (set 1 cookie)"),
+        Some(n) => line.push_str(&format!(" (set {n} cookies)")),
+    }
+    line
 }
 
 /// Runs `action` against the admin API of `admin` and returns what goes to stdout.
@@ -392,6 +608,53 @@ mod tests {
         assert_eq!(
             api_error(&reply).to_string(),
             "the admin API answered 502 Bad Gateway"
+        );
+    }
+
+    #[test]
+    fn server_sent_events_are_split_across_any_chunking() {
+        let stream = b": sessiond events\n\nevent: exchange\ndata: {\"a\":1}\n\n: keep-alive\n\n\
+                       event: dropped\r\ndata: {\"missed\":3}\r\n\r\ndata: x\ndata: y\n\n";
+        let want = vec![
+            SseEvent {
+                kind: "exchange".into(),
+                data: "{\"a\":1}".into(),
+            },
+            SseEvent {
+                kind: "dropped".into(),
+                data: "{\"missed\":3}".into(),
+            },
+            SseEvent {
+                kind: "message".into(),
+                data: "x\ny".into(),
+            },
+        ];
+        for size in [1, 3, 7, stream.len()] {
+            let mut parser = SseParser::default();
+            let got: Vec<SseEvent> = stream.chunks(size).flat_map(|c| parser.push(c)).collect();
+            assert_eq!(got, want, "chunks of {size}");
+        }
+    }
+
+    #[test]
+    fn an_exchange_is_one_readable_line() {
+        let event = serde_json::json!({
+            "session": "alice", "method": "GET", "url": "https://api.example.com/x?token=…",
+            "status": 200, "bytes": 1234, "started": "2026-11-24T01:02:03.456789Z",
+            "duration_ms": 12.34, "wait_ms": 10.0, "outcome": "complete", "cookies_set": 0,
+        });
+        assert_eq!(
+            event_line(&event),
+            "2026-11-24T01:02:03Z alice GET https://api.example.com/x?token=… 200 1234B 12.3ms complete"
+        );
+        let event = serde_json::json!({
+            "session": null, "method": "CONNECT", "url": "example.com:443", "status": 200,
+            "bytes": 0, "started": "2026-11-24T01:02:03Z", "duration_ms": 1.0,
+            "outcome": "tunnel: intercepted", "cookies_set": 2,
+        });
+        assert_eq!(
+            event_line(&event),
+            "2026-11-24T01:02:03Z - CONNECT example.com:443 200 0B 1.0ms tunnel: intercepted (set 2 cookies)"
         );
     }
 

@@ -61,6 +61,19 @@ enum Command {
         #[command(subcommand)]
         command: CookiesCommand,
     },
+    /// Print the daemon's exchanges as they happen, one line each (through the admin API's
+    /// /events); runs until the daemon ends the stream (exit 0) or drops a reader that is
+    /// too slow (exit 1).
+    Events {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Only this session's exchanges.
+        #[arg(long)]
+        session: Option<String>,
+        /// Print each event's JSON as the daemon sent it.
+        #[arg(long)]
+        json: bool,
+    },
     /// Exit 0 when the daemon's admin API answers /healthz with 200, 1 otherwise; prints
     /// nothing on success (for container health checks).
     Health {
@@ -169,6 +182,11 @@ fn main() -> ExitCode {
             admin_call(client, action)
         }
         Command::Health { client } => admin_call(client, Action::Health),
+        Command::Events {
+            client,
+            session,
+            json,
+        } => events(client, session.as_deref(), json),
         Command::Run { config } => {
             let config = match load(config.as_deref()) {
                 Ok(c) => c,
@@ -204,19 +222,9 @@ fn load(path: Option<&std::path::Path>) -> Result<Config, ExitCode> {
 /// current-thread runtime; the answer on stdout, or `sessiond: MESSAGE` on stderr and exit 1
 /// (64 when the configuration cannot name the admin API).
 fn admin_call(client: ClientArgs, action: Action) -> ExitCode {
-    let config = match load(client.config.as_deref()) {
+    let (config, runtime) = match client_setup(&client) {
         Ok(c) => c,
         Err(code) => return code,
-    };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("sessiond: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
     };
     match runtime.block_on(sessiond::cli::execute(&config.admin, &action)) {
         Ok(out) => {
@@ -231,14 +239,50 @@ fn admin_call(client: ClientArgs, action: Action) -> ExitCode {
                 }
             }
         }
-        Err(e) => {
-            eprintln!("sessiond: {e}");
-            if e.is_config() {
-                ExitCode::from(EXIT_CONFIG)
-            } else {
-                ExitCode::FAILURE
-            }
-        }
+        Err(e) => client_error(&e),
+    }
+}
+
+/// `sessiond events`: the exchanges on stdout as they come, until the daemon ends the
+/// stream (0); `sessiond: MESSAGE` on stderr and 1 when it cannot be reached, answers an
+/// error or drops this reader for being slow (64 for an unusable configuration).
+fn events(client: ClientArgs, session: Option<&str>, json: bool) -> ExitCode {
+    let (config, runtime) = match client_setup(&client) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let mut stdout = std::io::stdout().lock();
+    match runtime.block_on(sessiond::cli::events(
+        &config.admin,
+        session,
+        json,
+        &mut stdout,
+    )) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => client_error(&e),
+    }
+}
+
+/// The configuration and a current-thread runtime for a command that talks to the admin
+/// API.
+fn client_setup(client: &ClientArgs) -> Result<(Config, tokio::runtime::Runtime), ExitCode> {
+    let config = load(client.config.as_deref())?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("sessiond: cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        })?;
+    Ok((config, runtime))
+}
+
+fn client_error(e: &sessiond::cli::Error) -> ExitCode {
+    eprintln!("sessiond: {e}");
+    if e.is_config() {
+        ExitCode::from(EXIT_CONFIG)
+    } else {
+        ExitCode::FAILURE
     }
 }
 

@@ -518,6 +518,7 @@ fn check_loads_configured_ca_files_without_creating_them() {
 struct AdminDaemon {
     daemon: Daemon,
     admin: SocketAddr,
+    proxy: SocketAddr,
     _config: TempConfig,
     _state: TempDirPath,
 }
@@ -532,11 +533,15 @@ impl AdminDaemon {
             state.0.display().to_string()
         ));
         let daemon = Daemon::start(&config, &["--log-format", "json"]);
+        // The proxy's line comes first.
+        let proxy =
+            json(&daemon.wait_for_line("\"proxy listening\"", |l| l.contains("proxy listening")));
         let line = json(&daemon.wait_for_line("\"admin API listening\"", |l| {
             l.contains("admin API listening")
         }));
         AdminDaemon {
             admin: logged_addr(&line),
+            proxy: logged_addr(&proxy),
             daemon,
             _config: config,
             _state: state,
@@ -805,5 +810,93 @@ fn the_admin_token_is_sent_and_a_wrong_one_is_refused() {
         assert!(err.contains("(401)"), "stderr: {err}");
         assert!(!err.contains("t0k3n-cli"), "the token leaked: {err}");
         assert_eq!(cli(&wrong, &["health"]).status.code(), Some(1));
+    }
+}
+
+/// `sessiond events --session watched --json` receives the exchange a request in that
+/// session causes, and not one in another session. The request goes through the proxy to
+/// the daemon's own admin API, a loop the proxy answers with `508`: still an exchange of
+/// session `watched`. Requests are repeated until the subscriber (connecting in its own
+/// process) sees one, since nothing says when it has subscribed.
+#[test]
+fn events_prints_the_exchanges_of_the_watched_session() {
+    let running = AdminDaemon::start("token = \"t0k3n-events\"\n");
+    let client = running.client_config("token = \"t0k3n-events\"\n");
+    let mut child = sessiond()
+        .args(["events", "--session", "watched", "--json", "-c"])
+        .arg(client.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start sessiond events");
+    let pid = child.id();
+    let guard = KillOnDrop(pid);
+    let out = child.stdout.take().expect("piped stdout");
+    let (tx, lines) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+
+    let until = Instant::now() + DEADLINE;
+    let line = loop {
+        // Another session first: its event must not reach this subscriber.
+        for session in ["other", "watched"] {
+            let answer = proxied_get(running.proxy, running.admin, session);
+            assert!(answer.starts_with("HTTP/1.1 508"), "{answer}");
+        }
+        match lines.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) => break line,
+            Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() < until => continue,
+            Err(e) => {
+                signal(pid, "KILL");
+                let mut err = String::new();
+                let _ = child.stderr.take().map(|mut e| e.read_to_string(&mut err));
+                panic!("no event line within {DEADLINE:?} ({e:?}); stderr: {err}");
+            }
+        }
+    };
+    let event = json(&line);
+    assert_eq!(event["session"], "watched", "{line}");
+    assert_eq!(event["status"], 508, "{line}");
+    assert_eq!(event["method"], "GET", "{line}");
+    assert!(line.contains("\"session\":\"watched\""), "{line}");
+
+    drop(guard);
+    let _ = child.wait();
+}
+
+/// `GET http://ADMIN/healthz` through the proxy at `proxy`, in `session`.
+fn proxied_get(proxy: SocketAddr, admin: SocketAddr, session: &str) -> String {
+    let mut stream = TcpStream::connect(proxy).expect("connect to the proxy");
+    stream
+        .set_read_timeout(Some(DEADLINE))
+        .expect("set a read timeout");
+    write!(
+        stream,
+        "GET http://{admin}/healthz HTTP/1.1\r\nHost: {admin}\r\nX-Session: {session}\r\n\
+         Connection: close\r\n\r\n"
+    )
+    .expect("send a request");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .expect("read the response");
+    response
+}
+
+/// Kills a process when dropped (a failed assertion must not leave it running).
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .arg(self.0.to_string())
+            .status();
     }
 }
