@@ -165,6 +165,48 @@ pub struct SessionSettings {
     pub deny_hosts: HostList,
     pub upstream_proxy: Option<UpstreamProxy>,
     pub tls: UpstreamTls,
+    /// The session's hooks, then the global ones.
+    pub hooks: Arc<[Hook]>,
+}
+
+/// When a hook fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookEvent {
+    Request,
+    Response,
+    /// A response changed the session's jar.
+    Cookie,
+}
+
+/// What a hook runs.
+#[derive(Debug, Clone)]
+pub enum HookAction {
+    /// A program and its arguments; `{session}` is replaced by the session's name.
+    Exec(Vec<String>),
+    /// An `http://` URL that gets the exchange as a POST.
+    Webhook(http::Uri),
+}
+
+/// A `[[hooks]]` / `[[sessions.NAME.hooks]]` entry.
+#[derive(Debug, Clone)]
+pub struct Hook {
+    pub on: HookEvent,
+    /// Only these statuses (any when empty).
+    pub statuses: Vec<u16>,
+    /// Only these hosts (any when `None`).
+    pub hosts: Option<HostList>,
+    pub action: HookAction,
+    pub timeout: Duration,
+    /// `on = "response"` only: replay the request once after the hook succeeds.
+    pub retry: bool,
+}
+
+impl Hook {
+    pub fn matches(&self, on: HookEvent, status: u16, host: &str) -> bool {
+        self.on == on
+            && (self.statuses.is_empty() || self.statuses.contains(&status))
+            && self.hosts.as_ref().is_none_or(|h| h.matches(host))
+    }
 }
 
 /// Trust and identity for TLS to origins. Part of a connection's identity: two sessions
@@ -384,10 +426,12 @@ fn validate(mut raw: raw::RawConfig, env: EnvLookup<'_>) -> Result<Config, Confi
             ));
         }
     };
+    let global_hooks = validate_hooks("hooks", std::mem::take(&mut raw.hooks))?;
     let defaults = SessionDefaults {
         timeouts: global_timeouts,
         upstream_proxy: global_proxy,
         ca_bundle: global_bundle,
+        hooks: global_hooks,
     };
     if raw.template.secret.is_some() {
         return Err(ConfigError::invalid(
@@ -620,6 +664,7 @@ struct SessionDefaults {
     timeouts: Timeouts,
     upstream_proxy: Option<UpstreamProxy>,
     ca_bundle: Option<PemCerts>,
+    hooks: Vec<Hook>,
 }
 
 fn validate_upstream(
@@ -674,6 +719,8 @@ fn validate_settings(
     env: EnvLookup<'_>,
 ) -> Result<SessionSettings, ConfigError> {
     let tls = validate_upstream_tls(key, &mut raw, defaults)?;
+    let mut hooks = validate_hooks(&format!("{key}.hooks"), std::mem::take(&mut raw.hooks))?;
+    hooks.extend(defaults.hooks.iter().cloned());
     let headers = header_pairs(&format!("{key}.headers"), raw.headers)?;
     let override_headers = header_pairs(&format!("{key}.override_headers"), raw.override_headers)?;
     let remove_headers = raw
@@ -731,7 +778,78 @@ fn validate_settings(
         deny_hosts,
         upstream_proxy,
         tls,
+        hooks: hooks.into(),
     })
+}
+
+fn validate_hooks(key: &str, raw: Vec<raw::RawHook>) -> Result<Vec<Hook>, ConfigError> {
+    raw.into_iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let key = format!("{key}[{i}]");
+            let on = match h.on.as_str() {
+                "request" => HookEvent::Request,
+                "response" => HookEvent::Response,
+                "cookie" => HookEvent::Cookie,
+                other => {
+                    return Err(ConfigError::invalid(
+                        format!("{key}.on"),
+                        format!("{other:?} is not \"request\", \"response\" or \"cookie\""),
+                    ));
+                }
+            };
+            let action = match (h.exec, h.webhook) {
+                (Some(argv), None) if !argv.is_empty() => HookAction::Exec(argv),
+                (Some(_), None) => {
+                    return Err(ConfigError::invalid(
+                        format!("{key}.exec"),
+                        "needs a program",
+                    ));
+                }
+                (None, Some(url)) => {
+                    let uri: http::Uri = url
+                        .parse()
+                        .map_err(|_| ConfigError::invalid(format!("{key}.webhook"), "not a URL"))?;
+                    if uri.scheme_str() != Some("http") || uri.host().is_none() {
+                        return Err(ConfigError::invalid(
+                            format!("{key}.webhook"),
+                            "must be an http:// URL with a host",
+                        ));
+                    }
+                    HookAction::Webhook(uri)
+                }
+                _ => {
+                    return Err(ConfigError::invalid(
+                        key,
+                        "give exactly one of exec or webhook",
+                    ));
+                }
+            };
+            if h.retry && on != HookEvent::Response {
+                return Err(ConfigError::invalid(
+                    format!("{key}.retry"),
+                    "only a response hook can replay the request",
+                ));
+            }
+            let hosts = h
+                .when
+                .hosts
+                .map(|list| host_list(&format!("{key}.when.hosts"), &list))
+                .transpose()?;
+            Ok(Hook {
+                on,
+                statuses: h.when.status.unwrap_or_default(),
+                hosts,
+                action,
+                timeout: nonzero(
+                    &format!("{key}.timeout"),
+                    h.timeout,
+                    Duration::from_secs(10),
+                )?,
+                retry: h.retry,
+            })
+        })
+        .collect()
 }
 
 /// The session's TLS trust and identity towards origins.

@@ -66,6 +66,29 @@ pub struct RawConfig {
     pub sessions: BTreeMap<String, RawSettings>,
     #[serde(default)]
     pub clients: Vec<RawClient>,
+    #[serde(default)]
+    pub hooks: Vec<RawHook>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHook {
+    pub on: String,
+    #[serde(default)]
+    pub when: RawWhen,
+    pub exec: Option<Vec<String>>,
+    pub webhook: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    #[serde(default)]
+    pub retry: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWhen {
+    pub status: Option<Vec<u16>>,
+    pub hosts: Option<Vec<String>>,
 }
 
 /// A string or a list of strings (`listen = "a"` or `listen = ["a", "b"]`).
@@ -195,6 +218,8 @@ pub struct RawSettings {
     pub client_cert: Option<PathBuf>,
     pub client_key: Option<PathBuf>,
     pub verify: Option<bool>,
+    #[serde(default)]
+    pub hooks: Vec<RawHook>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1166,3 +1166,36 @@ fn tls_ca_files_come_in_pairs() {
         "tls.intercept[0]"
     );
 }
+
+#[test]
+fn hooks_are_validated_and_global_ones_follow_the_sessions() {
+    assert_eq!(
+        err_key("[[hooks]]\non = \"later\"\nexec = [\"x\"]"),
+        "hooks[0].on"
+    );
+    assert_eq!(
+        err_key("[[hooks]]\non = \"response\"\nexec = [\"x\"]\nwebhook = \"http://127.0.0.1:1/\""),
+        "hooks[0]"
+    );
+    assert_eq!(
+        err_key("[[sessions.a.hooks]]\non = \"request\"\nexec = [\"x\"]\nretry = true"),
+        "sessions.a.hooks[0].retry"
+    );
+    assert_eq!(
+        err_key("[[hooks]]\non = \"response\"\nwebhook = \"https://example.test/\""),
+        "hooks[0].webhook"
+    );
+    let c = ok(
+        "[[hooks]]\non = \"cookie\"\nexec = [\"global\"]\n[[sessions.a.hooks]]\non = \"response\"\nwhen = { status = [401] }\nexec = [\"own\"]\nretry = true",
+    );
+    let hooks = &session(&c, "a").hooks;
+    assert_eq!(hooks.len(), 2);
+    assert!(hooks[0].retry && hooks[0].matches(HookEvent::Response, 401, "any.test"));
+    assert!(!hooks[0].matches(HookEvent::Response, 200, "any.test"));
+    assert_eq!(hooks[1].on, HookEvent::Cookie);
+    assert_eq!(
+        c.template.hooks.len(),
+        1,
+        "the template gets the global hooks"
+    );
+}

@@ -181,7 +181,8 @@ impl Tracked {
 /// session's `read_timeout` as the longest silence, and a signal once it has all been
 /// sent (the response timeout starts then, so a long upload is not cut short).
 pub struct Upload {
-    inner: Incoming,
+    /// `None` for a request sent without a body (a replay).
+    inner: Option<Incoming>,
     gap: GapTimer,
     sent: Option<oneshot::Sender<()>>,
 }
@@ -197,11 +198,21 @@ impl Upload {
             (Some(tx), Some(rx))
         };
         let upload = Upload {
-            inner,
+            inner: Some(inner),
             gap: GapTimer::new(read_timeout),
             sent,
         };
         (upload, rx)
+    }
+
+    /// No body at all.
+    pub fn empty() -> Upload {
+        Upload {
+            inner: None,
+            // Never polled for silence: an empty body ends at once.
+            gap: GapTimer::new(Duration::from_secs(1)),
+            sent: None,
+        }
     }
 
     fn finished(&mut self) {
@@ -220,10 +231,13 @@ impl Body for Upload {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        match Pin::new(&mut *inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 this.gap.frame();
-                if this.inner.is_end_stream() {
+                if inner.is_end_stream() {
                     this.finished();
                 }
                 Poll::Ready(Some(Ok(frame)))
@@ -241,10 +255,13 @@ impl Body for Upload {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.inner.as_ref().is_none_or(Incoming::is_end_stream)
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.inner {
+            Some(inner) => inner.size_hint(),
+            None => SizeHint::with_exact(0),
+        }
     }
 }

@@ -11,6 +11,7 @@
 //! decrypted from a CONNECT tunnel can enter at the same point as a plain one.
 
 pub mod body;
+pub mod hooks;
 pub mod identify;
 pub mod record;
 pub mod rewrite;
@@ -29,7 +30,7 @@ use body::{ProxyBody, Tracked};
 use identify::Identifier;
 use record::ExchangeLog;
 
-use crate::config::SessionSettings;
+use crate::config::{HookEvent, SessionSettings};
 use crate::connect::{self, Tunnels};
 use crate::error::ProxyError;
 use crate::hosts;
@@ -125,6 +126,27 @@ impl Proxy {
         }
     }
 
+    /// The request again, with the session's current treatment (the refresh may have
+    /// changed its cookies or headers).
+    async fn replay(
+        &self,
+        session: &Session,
+        method: Method,
+        uri: http::Uri,
+        mut headers: http::HeaderMap,
+        url: &Url,
+        timeouts: &crate::config::Timeouts,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        let settings = session.settings();
+        rewrite::apply_session(&mut headers, session, &settings, url);
+        let mut req = Request::new(());
+        *req.method_mut() = method;
+        *req.uri_mut() = uri;
+        *req.headers_mut() = headers;
+        let (parts, ()) = req.into_parts();
+        session.upstream().send_without_body(parts, timeouts).await
+    }
+
     /// CONNECT: identify the session, check the target, answer `200` and hand the
     /// upgraded connection to a tunnel task, which owns the access line from then on.
     fn connect(
@@ -214,10 +236,39 @@ impl Proxy {
         // The client's Host goes; the upstream client derives it from the target: a `Host`
         // header for HTTP/1.1, the `:authority` alone for h2 (origins reject both at once).
         parts.headers.remove(http::header::HOST);
+        // A retry hook replays the request after refreshing the session: keep what the
+        // client sent (before the session's treatment, which the replay redoes) when the
+        // request is replayable, i.e. has no body.
+        let host = hosts::url_host(&url).to_string();
+        let replay = (settings.hooks.iter().any(|h| h.retry)
+            && hyper::body::Body::is_end_stream(&body)
+            && client_side.is_none())
+        .then(|| {
+            (
+                parts.method.clone(),
+                parts.uri.clone(),
+                parts.headers.clone(),
+            )
+        });
+        let generation = session.generation();
         rewrite::apply_session(&mut parts.headers, &session, &settings, &url);
         log.set_request(parts.version, &parts.headers);
         // The client's protocol (HTTP/1.0, h2c) says nothing about the origin's.
         parts.version = Version::HTTP_11;
+        // What notification hooks are told; taken only when the session has hooks.
+        let hook_target =
+            (!settings.hooks.is_empty()).then(|| (parts.method.clone(), parts.uri.clone()));
+        if let Some((method, uri)) = &hook_target {
+            let json = hooks::exchange_json(HookEvent::Request, session.name(), method, uri, None);
+            hooks::notify(
+                &settings.hooks,
+                HookEvent::Request,
+                0,
+                &host,
+                session.name(),
+                json,
+            );
+        }
 
         let timeouts = settings.timeouts;
         let mut resp = session
@@ -228,6 +279,47 @@ impl Proxy {
                 client_side.is_some(),
             )
             .await?;
+
+        let stale_hook = settings
+            .hooks
+            .iter()
+            .find(|h| h.retry && h.matches(HookEvent::Response, resp.status().as_u16(), &host));
+        if let (Some(hook), Some((method, uri, headers))) = (stale_hook, replay) {
+            // The stale answer's cookies count too (a 401 may clear a session cookie).
+            let changes =
+                record::store_cookies(&session, &url, resp.headers(), self.observer.metrics());
+            record::persist(
+                &session,
+                &**self.registry().store(),
+                changes,
+                self.observer.metrics(),
+            )
+            .await;
+            let json = hooks::exchange_json(
+                HookEvent::Response,
+                session.name(),
+                &method,
+                &uri,
+                Some(resp.status().as_u16()),
+            );
+            let refreshed = session
+                .refresh(generation, async {
+                    match hooks::run(hook, session.name(), &json).await {
+                        Ok(()) => true,
+                        Err(e) => {
+                            tracing::warn!(session = %session.name(), error = %e, "refresh hook failed; the original response stands");
+                            false
+                        }
+                    }
+                })
+                .await;
+            if refreshed {
+                resp = self
+                    .replay(&session, method, uri, headers, &url, &timeouts)
+                    .await?;
+                log.set_outcome("replayed after refresh");
+            }
+        }
 
         let switched = match client_side {
             Some(client_side) if resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
@@ -250,6 +342,34 @@ impl Proxy {
             .filter(|c| matches!(c, crate::session::jar::CookieChange::Put(_)))
             .count();
         log.set_response(&head.headers, cookies_set);
+        if let Some((method, uri)) = &hook_target {
+            let status = head.status.as_u16();
+            let json = hooks::exchange_json(
+                HookEvent::Response,
+                session.name(),
+                method,
+                uri,
+                Some(status),
+            );
+            hooks::notify(
+                &settings.hooks,
+                HookEvent::Response,
+                status,
+                &host,
+                session.name(),
+                json.clone(),
+            );
+            if cookies_set > 0 {
+                hooks::notify(
+                    &settings.hooks,
+                    HookEvent::Cookie,
+                    status,
+                    &host,
+                    session.name(),
+                    json,
+                );
+            }
+        }
         record::persist(&session, &**self.registry().store(), changes, metrics).await;
         rewrite::strip_hop_by_hop(&mut head.headers);
         if let Some(protocol) = switched {

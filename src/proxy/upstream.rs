@@ -319,7 +319,30 @@ impl UpstreamClient {
         timeouts: &Timeouts,
         upgrade: bool,
     ) -> Result<Response<Incoming>, ProxyError> {
-        let (mut parts, body) = req.into_parts();
+        let (parts, body) = req.into_parts();
+        let (body, body_sent) = Upload::new(body, timeouts.read);
+        self.send_upload(parts, body, body_sent, timeouts, upgrade)
+            .await
+    }
+
+    /// Sends a request that has no body (a replay after a refresh hook).
+    pub async fn send_without_body(
+        &self,
+        parts: http::request::Parts,
+        timeouts: &Timeouts,
+    ) -> Result<Response<Incoming>, ProxyError> {
+        self.send_upload(parts, Upload::empty(), None, timeouts, false)
+            .await
+    }
+
+    async fn send_upload(
+        &self,
+        mut parts: http::request::Parts,
+        body: Upload,
+        body_sent: Option<tokio::sync::oneshot::Receiver<()>>,
+        timeouts: &Timeouts,
+        upgrade: bool,
+    ) -> Result<Response<Incoming>, ProxyError> {
         // Through a parent, an http request carries the parent's credentials; an https
         // one travels in a CONNECT tunnel, and the credentials went with the CONNECT.
         if let Some(auth) = &self.parent_auth
@@ -331,7 +354,6 @@ impl UpstreamClient {
         }
         let target = authority_of(&parts.uri);
         let https = parts.uri.scheme() == Some(&http::uri::Scheme::HTTPS);
-        let (body, body_sent) = Upload::new(body, timeouts.read);
         let client = if upgrade {
             &self.http1_client
         } else {

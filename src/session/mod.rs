@@ -48,6 +48,10 @@ pub struct Session {
     last_request: AtomicU64,
     /// The most recent exchanges, for `GET /sessions/NAME/har`.
     recent: crate::observe::Recent,
+    /// One refresh hook at a time; a tokio mutex because the hook is awaited under it.
+    refresh: tokio::sync::Mutex<()>,
+    /// Bumped by every successful refresh.
+    generation: AtomicU64,
 }
 
 impl std::fmt::Debug for Session {
@@ -84,6 +88,8 @@ impl Session {
             requests: AtomicU64::new(0),
             last_request: AtomicU64::new(0),
             recent: crate::observe::Recent::default(),
+            refresh: tokio::sync::Mutex::new(()),
+            generation: AtomicU64::new(0),
         }
     }
 
@@ -155,6 +161,30 @@ impl Session {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.last_used.store(tick(), Ordering::Relaxed);
         ExchangeGuard(Arc::clone(self))
+    }
+
+    /// How many refreshes have succeeded: read before sending a request, so a stale
+    /// answer can tell whether someone refreshed since.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Runs `refresh` unless the session was refreshed since `seen`; concurrent callers
+    /// wait for the one running. True when the session is (now) fresh.
+    pub async fn refresh<F: std::future::Future<Output = bool>>(
+        &self,
+        seen: u64,
+        refresh: F,
+    ) -> bool {
+        let _turn = self.refresh.lock().await;
+        if self.generation() != seen {
+            return true;
+        }
+        let ok = refresh.await;
+        if ok {
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        }
+        ok
     }
 
     pub fn recent(&self) -> &crate::observe::Recent {

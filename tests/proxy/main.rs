@@ -5,6 +5,7 @@ mod support;
 mod admin;
 mod cookies;
 mod daemon;
+mod hooks;
 mod https;
 mod identify;
 mod observe;

@@ -166,6 +166,18 @@ async fn origin_handler(mut req: Request<Incoming>) -> Result<Response<BoxBody>,
             StatusCode::from_u16(code.parse().unwrap()).unwrap(),
             "status",
         ),
+        ["protected"] => {
+            let authed = req
+                .headers()
+                .get_all("cookie")
+                .iter()
+                .any(|v| v.to_str().unwrap_or("").contains("auth=ok"));
+            if authed {
+                text(StatusCode::OK, "welcome")
+            } else {
+                text(StatusCode::UNAUTHORIZED, "log in first")
+            }
+        }
         ["hop"] => {
             let mut r = text(StatusCode::OK, "hop");
             let h = r.headers_mut();
