@@ -36,6 +36,7 @@ pub struct Metrics {
     pub store_commit: Histogram,
     pub tunnels: Family<OutcomeLabels, Counter>,
     pub leaf_certificates_minted: Counter,
+    pub hook_runs: Family<OutcomeLabels, Counter>,
 }
 
 /// A client connection, counted in `client_connections` while it lives.
@@ -107,7 +108,14 @@ impl Default for Metrics {
             "Leaf certificates minted (intercepted tunnels minus these were cache hits)",
             leaf_certificates_minted.clone(),
         );
+        let hook_runs = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "hook_runs",
+            "Hooks run, by outcome (ok, failed)",
+            hook_runs.clone(),
+        );
         Metrics {
+            hook_runs,
             registry,
             requests,
             upstream_wait,

@@ -10,7 +10,10 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt as _;
 
+use std::sync::Arc;
+
 use crate::config::{Hook, HookAction, HookEvent};
+use crate::metrics::{Metrics, OutcomeLabels};
 use crate::proxy::record::RedactedUri;
 
 /// What a hook is told about the exchange. The URL's query values are redacted, and no
@@ -37,7 +40,12 @@ pub fn exchange_json(
 }
 
 /// Runs a hook to completion within its timeout. `Err` says why it did not succeed.
-pub async fn run(hook: &Hook, session: &str, exchange: &Value) -> Result<(), String> {
+pub async fn run(
+    hook: &Hook,
+    session: &str,
+    exchange: &Value,
+    metrics: &Metrics,
+) -> Result<(), String> {
     let body = exchange.to_string();
     let ran = match &hook.action {
         HookAction::Exec(argv) => {
@@ -45,12 +53,18 @@ pub async fn run(hook: &Hook, session: &str, exchange: &Value) -> Result<(), Str
         }
         HookAction::Webhook(uri) => tokio::time::timeout(hook.timeout, webhook(uri, body)).await,
     };
-    ran.unwrap_or_else(|_| {
+    let result = ran.unwrap_or_else(|_| {
         Err(format!(
             "timed out after {}",
             humantime::format_duration(hook.timeout)
         ))
-    })
+    });
+    let outcome = if result.is_ok() { "ok" } else { "failed" };
+    metrics
+        .hook_runs
+        .get_or_create(&OutcomeLabels { outcome })
+        .inc();
+    result
 }
 
 async fn exec(argv: &[String], session: &str, body: String) -> Result<(), String> {
@@ -115,6 +129,7 @@ pub fn notify(
     host: &str,
     session: &str,
     exchange: Value,
+    metrics: &Arc<Metrics>,
 ) {
     for hook in hooks
         .iter()
@@ -123,8 +138,9 @@ pub fn notify(
         let hook = hook.clone();
         let session = session.to_string();
         let exchange = exchange.clone();
+        let metrics = Arc::clone(metrics);
         tokio::spawn(async move {
-            if let Err(e) = run(&hook, &session, &exchange).await {
+            if let Err(e) = run(&hook, &session, &exchange, &metrics).await {
                 tracing::warn!(session, error = %e, "hook failed");
             }
         });

@@ -267,6 +267,7 @@ impl Proxy {
                 &host,
                 session.name(),
                 json,
+                self.observer.metrics(),
             );
         }
 
@@ -304,7 +305,7 @@ impl Proxy {
             );
             let refreshed = session
                 .refresh(generation, async {
-                    match hooks::run(hook, session.name(), &json).await {
+                    match hooks::run(hook, session.name(), &json, self.observer.metrics()).await {
                         Ok(()) => true,
                         Err(e) => {
                             tracing::warn!(session = %session.name(), error = %e, "refresh hook failed; the original response stands");
@@ -358,6 +359,7 @@ impl Proxy {
                 &host,
                 session.name(),
                 json.clone(),
+                metrics,
             );
             if cookies_set > 0 {
                 hooks::notify(
@@ -367,6 +369,7 @@ impl Proxy {
                     &host,
                     session.name(),
                     json,
+                    metrics,
                 );
             }
         }
