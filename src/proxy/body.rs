@@ -181,8 +181,10 @@ impl Tracked {
 /// session's `read_timeout` as the longest silence, and a signal once it has all been
 /// sent (the response timeout starts then, so a long upload is not cut short).
 pub struct Upload {
-    /// `None` for a request sent without a body (a replay).
+    /// `None` for a body already in memory (`buffered`), or none at all.
     inner: Option<Incoming>,
+    /// A small body kept for a replay, sent in one frame.
+    buffered: Option<Bytes>,
     gap: GapTimer,
     sent: Option<oneshot::Sender<()>>,
 }
@@ -199,16 +201,18 @@ impl Upload {
         };
         let upload = Upload {
             inner: Some(inner),
+            buffered: None,
             gap: GapTimer::new(read_timeout),
             sent,
         };
         (upload, rx)
     }
 
-    /// No body at all.
-    pub fn empty() -> Upload {
+    /// A body already in memory (possibly empty): a replay after a refresh hook.
+    pub fn buffered(bytes: Bytes) -> Upload {
         Upload {
             inner: None,
+            buffered: (!bytes.is_empty()).then_some(bytes),
             // Never polled for silence: an empty body ends at once.
             gap: GapTimer::new(Duration::from_secs(1)),
             sent: None,
@@ -232,7 +236,7 @@ impl Body for Upload {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         let Some(inner) = this.inner.as_mut() else {
-            return Poll::Ready(None);
+            return Poll::Ready(this.buffered.take().map(|b| Ok(Frame::data(b))));
         };
         match Pin::new(&mut *inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
@@ -255,13 +259,16 @@ impl Body for Upload {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(Incoming::is_end_stream)
+        match &self.inner {
+            Some(inner) => inner.is_end_stream(),
+            None => self.buffered.is_none(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.inner {
             Some(inner) => inner.size_hint(),
-            None => SizeHint::with_exact(0),
+            None => SizeHint::with_exact(self.buffered.as_ref().map_or(0, |b| b.len() as u64)),
         }
     }
 }

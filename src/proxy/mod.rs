@@ -134,6 +134,7 @@ impl Proxy {
         method: Method,
         uri: http::Uri,
         mut headers: http::HeaderMap,
+        body: bytes::Bytes,
         url: &Url,
         timeouts: &crate::config::Timeouts,
     ) -> Result<Response<Incoming>, ProxyError> {
@@ -144,7 +145,10 @@ impl Proxy {
         *req.uri_mut() = uri;
         *req.headers_mut() = headers;
         let (parts, ()) = req.into_parts();
-        session.upstream().send_without_body(parts, timeouts).await
+        session
+            .upstream()
+            .send_buffered(parts, body, timeouts)
+            .await
     }
 
     /// CONNECT: identify the session, check the target, answer `200` and hand the
@@ -238,18 +242,25 @@ impl Proxy {
         parts.headers.remove(http::header::HOST);
         // A retry hook replays the request after refreshing the session: keep what the
         // client sent (before the session's treatment, which the replay redoes) when the
-        // request is replayable, i.e. has no body.
+        // request is replayable: no body, or a small one (read into memory, bounded).
         let host = hosts::url_host(&url).to_string();
-        let replay = (settings.hooks.iter().any(|h| h.retry)
-            && hyper::body::Body::is_end_stream(&body)
-            && client_side.is_none())
-        .then(|| {
-            (
+        let replayable = settings.hooks.iter().any(|h| h.retry)
+            && client_side.is_none()
+            && hyper::body::Body::size_hint(&body)
+                .exact()
+                .is_some_and(|n| n <= MAX_REPLAY_BODY);
+        let (body, replay) = if replayable {
+            let bytes = read_small_body(body, settings.timeouts.read).await?;
+            let kept = (
                 parts.method.clone(),
                 parts.uri.clone(),
                 parts.headers.clone(),
-            )
-        });
+                bytes.clone(),
+            );
+            (Outgoing::Buffered(bytes), Some(kept))
+        } else {
+            (Outgoing::Stream(body), None)
+        };
         let generation = session.generation();
         rewrite::apply_session(&mut parts.headers, &session, &settings, &url);
         log.set_request(parts.version, &parts.headers);
@@ -272,20 +283,25 @@ impl Proxy {
         }
 
         let timeouts = settings.timeouts;
-        let mut resp = session
-            .upstream()
-            .send(
-                Request::from_parts(parts, body),
-                &timeouts,
-                client_side.is_some(),
-            )
-            .await?;
+        let upstream = session.upstream();
+        let mut resp = match body {
+            Outgoing::Stream(body) => {
+                upstream
+                    .send(
+                        Request::from_parts(parts, body),
+                        &timeouts,
+                        client_side.is_some(),
+                    )
+                    .await?
+            }
+            Outgoing::Buffered(bytes) => upstream.send_buffered(parts, bytes, &timeouts).await?,
+        };
 
         let stale_hook = settings
             .hooks
             .iter()
             .find(|h| h.retry && h.matches(HookEvent::Response, resp.status().as_u16(), &host));
-        if let (Some(hook), Some((method, uri, headers))) = (stale_hook, replay) {
+        if let (Some(hook), Some((method, uri, headers, bytes))) = (stale_hook, replay) {
             // The stale answer's cookies count too (a 401 may clear a session cookie).
             let changes =
                 record::store_cookies(&session, &url, resp.headers(), self.observer.metrics());
@@ -316,7 +332,7 @@ impl Proxy {
                 .await;
             if refreshed {
                 resp = self
-                    .replay(&session, method, uri, headers, &url, &timeouts)
+                    .replay(&session, method, uri, headers, bytes, &url, &timeouts)
                     .await?;
                 log.set_outcome("replayed after refresh");
             }
@@ -381,6 +397,32 @@ impl Proxy {
         rewrite::add_via(&mut head.headers, head.version);
         head.version = Version::HTTP_11;
         Ok((head, body, timeouts.read))
+    }
+}
+
+/// The largest request body kept in memory so that a refresh hook can replay it.
+const MAX_REPLAY_BODY: u64 = 64 * 1024;
+
+/// A request body as it goes upstream: streamed, or (kept for a replay) in memory.
+enum Outgoing {
+    Stream(Incoming),
+    Buffered(bytes::Bytes),
+}
+
+/// Reads a body known to be at most [`MAX_REPLAY_BODY`], with the read timeout as the
+/// longest silence allowed for the whole of it.
+async fn read_small_body(
+    body: Incoming,
+    read_timeout: Duration,
+) -> Result<bytes::Bytes, ProxyError> {
+    use http_body_util::BodyExt as _;
+    let limited = http_body_util::Limited::new(body, MAX_REPLAY_BODY as usize);
+    match tokio::time::timeout(read_timeout, limited.collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) => Err(ProxyError::BadRequest(format!(
+            "cannot read the request body: {e}"
+        ))),
+        Err(_) => Err(ProxyError::UploadTimeout(read_timeout)),
     }
 }
 

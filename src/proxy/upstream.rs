@@ -16,6 +16,7 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
 use dashmap::DashMap;
 use http::uri::Authority;
 use http::{HeaderValue, Request, Response, Uri};
@@ -325,13 +326,15 @@ impl UpstreamClient {
             .await
     }
 
-    /// Sends a request that has no body (a replay after a refresh hook).
-    pub async fn send_without_body(
+    /// Sends a request whose body is already in memory (small bodies kept for a replay,
+    /// and the replay itself).
+    pub async fn send_buffered(
         &self,
         parts: http::request::Parts,
+        body: Bytes,
         timeouts: &Timeouts,
     ) -> Result<Response<Incoming>, ProxyError> {
-        self.send_upload(parts, Upload::empty(), None, timeouts, false)
+        self.send_upload(parts, Upload::buffered(body), None, timeouts, false)
             .await
     }
 

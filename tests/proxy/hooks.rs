@@ -182,3 +182,19 @@ retry = true
     assert_eq!(exchange["status"], 401);
     assert_eq!(exchange["url"], origin.url("/protected?token=…"));
 }
+
+/// A small request body is kept and sent again with the replay.
+#[tokio::test]
+async fn a_small_body_is_replayed_too() {
+    let origin = Origin::start().await;
+    let (proxy, hook) = with_hook(&origin, Duration::ZERO, 200, "5s").await;
+    let r = send_body(
+        proxy.proxy_addr(),
+        get(&origin.url("/protected")).method("POST"),
+        Full::new(bytes::Bytes::from_static(b"0123456789")).boxed(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.text(), "welcome 10");
+    assert_eq!(hook.calls(), 1);
+}

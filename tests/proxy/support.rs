@@ -173,7 +173,15 @@ async fn origin_handler(mut req: Request<Incoming>) -> Result<Response<BoxBody>,
                 .iter()
                 .any(|v| v.to_str().unwrap_or("").contains("auth=ok"));
             if authed {
-                text(StatusCode::OK, "welcome")
+                // The body's length too, so a replayed upload can be told complete.
+                let received = req.into_body().collect().await.unwrap().to_bytes().len();
+                let answer = match received {
+                    0 => "welcome".to_string(),
+                    n => format!("welcome {n}"),
+                };
+                let mut r = Response::new(Full::new(Bytes::from(answer)).boxed());
+                *r.status_mut() = StatusCode::OK;
+                r
             } else {
                 text(StatusCode::UNAUTHORIZED, "log in first")
             }
