@@ -131,13 +131,16 @@ impl Proxy {
     async fn replay(
         &self,
         session: &Session,
-        method: Method,
-        uri: http::Uri,
-        mut headers: http::HeaderMap,
-        body: bytes::Bytes,
+        replay: Replay,
         url: &Url,
         timeouts: &crate::config::Timeouts,
     ) -> Result<Response<Incoming>, ProxyError> {
+        let Replay {
+            method,
+            uri,
+            mut headers,
+            body,
+        } = replay;
         let settings = session.settings();
         rewrite::apply_session(&mut headers, session, &settings, url);
         let mut req = Request::new(());
@@ -251,12 +254,12 @@ impl Proxy {
                 .is_some_and(|n| n <= MAX_REPLAY_BODY);
         let (body, replay) = if replayable {
             let bytes = read_small_body(body, settings.timeouts.read).await?;
-            let kept = (
-                parts.method.clone(),
-                parts.uri.clone(),
-                parts.headers.clone(),
-                bytes.clone(),
-            );
+            let kept = Replay {
+                method: parts.method.clone(),
+                uri: parts.uri.clone(),
+                headers: parts.headers.clone(),
+                body: bytes.clone(),
+            };
             (Outgoing::Buffered(bytes), Some(kept))
         } else {
             (Outgoing::Stream(body), None)
@@ -301,7 +304,7 @@ impl Proxy {
             .hooks
             .iter()
             .find(|h| h.retry && h.matches(HookEvent::Response, resp.status().as_u16(), &host));
-        if let (Some(hook), Some((method, uri, headers, bytes))) = (stale_hook, replay) {
+        if let (Some(hook), Some(replay)) = (stale_hook, replay) {
             // The stale answer's cookies count too (a 401 may clear a session cookie).
             let changes =
                 record::store_cookies(&session, &url, resp.headers(), self.observer.metrics());
@@ -315,8 +318,8 @@ impl Proxy {
             let json = hooks::exchange_json(
                 HookEvent::Response,
                 session.name(),
-                &method,
-                &uri,
+                &replay.method,
+                &replay.uri,
                 Some(resp.status().as_u16()),
             );
             let refreshed = session
@@ -331,9 +334,7 @@ impl Proxy {
                 })
                 .await;
             if refreshed {
-                resp = self
-                    .replay(&session, method, uri, headers, bytes, &url, &timeouts)
-                    .await?;
+                resp = self.replay(&session, replay, &url, &timeouts).await?;
                 log.set_outcome("replayed after refresh");
             }
         }
@@ -402,6 +403,15 @@ impl Proxy {
 
 /// The largest request body kept in memory so that a refresh hook can replay it.
 const MAX_REPLAY_BODY: u64 = 64 * 1024;
+
+/// What a replay needs: the request as the client sent it (before the session's
+/// treatment, which the replay applies afresh) and its small body.
+struct Replay {
+    method: Method,
+    uri: http::Uri,
+    headers: http::HeaderMap,
+    body: bytes::Bytes,
+}
 
 /// A request body as it goes upstream: streamed, or (kept for a replay) in memory.
 enum Outgoing {
