@@ -32,6 +32,8 @@ pub struct Metrics {
     pub response_bytes: Counter,
     pub client_connections: Gauge,
     pub upstream_connections_opened: Counter,
+    pub upstream_connections: Gauge,
+    pub request_bytes: Counter,
     pub cookies: Family<OutcomeLabels, Counter>,
     pub store_commit: Histogram,
     pub tunnels: Family<OutcomeLabels, Counter>,
@@ -88,6 +90,18 @@ impl Default for Metrics {
             "Upstream TCP connections made (requests minus these were served by the pool)",
             upstream_connections_opened.clone(),
         );
+        let upstream_connections = Gauge::default();
+        registry.register(
+            "upstream_connections",
+            "Upstream connections open now (pooled or in use)",
+            upstream_connections.clone(),
+        );
+        let request_bytes = Counter::default();
+        registry.register(
+            "request_bytes",
+            "Request body bytes sent upstream",
+            request_bytes.clone(),
+        );
         let cookies = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "cookies",
@@ -122,6 +136,8 @@ impl Default for Metrics {
             response_bytes,
             client_connections,
             upstream_connections_opened,
+            upstream_connections,
+            request_bytes,
             cookies,
             store_commit,
             tunnels,

@@ -185,6 +185,8 @@ pub struct Upload {
     inner: Option<Incoming>,
     /// A small body kept for a replay, sent in one frame.
     buffered: Option<Bytes>,
+    /// `request_bytes`, counted as frames go by.
+    counted: Option<prometheus_client::metrics::counter::Counter>,
     gap: GapTimer,
     sent: Option<oneshot::Sender<()>>,
 }
@@ -192,7 +194,11 @@ pub struct Upload {
 impl Upload {
     /// Wraps a request body; the receiver resolves when the body has been sent (or
     /// abandoned). `None` for a body that is already complete.
-    pub fn new(inner: Incoming, read_timeout: Duration) -> (Upload, Option<oneshot::Receiver<()>>) {
+    pub fn new(
+        inner: Incoming,
+        read_timeout: Duration,
+        counted: prometheus_client::metrics::counter::Counter,
+    ) -> (Upload, Option<oneshot::Receiver<()>>) {
         let (sent, rx) = if inner.is_end_stream() {
             (None, None)
         } else {
@@ -202,6 +208,7 @@ impl Upload {
         let upload = Upload {
             inner: Some(inner),
             buffered: None,
+            counted: Some(counted),
             gap: GapTimer::new(read_timeout),
             sent,
         };
@@ -213,6 +220,7 @@ impl Upload {
         Upload {
             inner: None,
             buffered: (!bytes.is_empty()).then_some(bytes),
+            counted: None,
             // Never polled for silence: an empty body ends at once.
             gap: GapTimer::new(Duration::from_secs(1)),
             sent: None,
@@ -241,6 +249,9 @@ impl Body for Upload {
         match Pin::new(&mut *inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 this.gap.frame();
+                if let (Some(data), Some(counter)) = (frame.data_ref(), &this.counted) {
+                    counter.inc_by(data.len() as u64);
+                }
                 if inner.is_end_stream() {
                     this.finished();
                 }

@@ -35,7 +35,7 @@ use tokio::time::Instant;
 use super::body::{Upload, UploadTimeout};
 use crate::config::{SessionSettings, Timeouts, UpstreamConfig, UpstreamProxy, UpstreamTls};
 use crate::error::ProxyError;
-use crate::metrics::Metrics;
+use crate::metrics::{ConnectionCount, Metrics};
 
 /// What must be equal for two sessions to share a pooled connection.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -321,7 +321,11 @@ impl UpstreamClient {
         upgrade: bool,
     ) -> Result<Response<Incoming>, ProxyError> {
         let (parts, body) = req.into_parts();
-        let (body, body_sent) = Upload::new(body, timeouts.read);
+        let (body, body_sent) = Upload::new(
+            body,
+            timeouts.read,
+            self.connector.metrics.request_bytes.clone(),
+        );
         self.send_upload(parts, body, body_sent, timeouts, upgrade)
             .await
     }
@@ -521,17 +525,17 @@ impl ConnectorInner {
         let Some(parent) = &self.parent else {
             let (host, port) = target_of(uri)?;
             let stream = self.tcp(&host, port, deadline).await?;
-            return Ok(UpstreamIo::new(stream, false));
+            return Ok(UpstreamIo::new(stream, false, &self.metrics));
         };
         let mut stream = self.tcp(&parent.host, parent.port, deadline).await?;
         if uri.scheme() != Some(&http::uri::Scheme::HTTPS) {
             // Plain http goes to the parent in absolute form on this very connection.
-            return Ok(UpstreamIo::new(stream, true));
+            return Ok(UpstreamIo::new(stream, true, &self.metrics));
         }
         let (host, port) = target_of(uri)?;
         let tunnel = open_tunnel(&mut stream, &host, port, parent.authorization.as_ref());
         match tokio::time::timeout_at(deadline, tunnel).await {
-            Ok(Ok(())) => Ok(UpstreamIo::new(stream, false)),
+            Ok(Ok(())) => Ok(UpstreamIo::new(stream, false, &self.metrics)),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(ConnectError::Timeout {
                 target: format!("{host}:{port} through the parent proxy"),
@@ -745,13 +749,16 @@ async fn open_tunnel(
 struct UpstreamIo {
     io: TokioIo<TcpStream>,
     proxied: bool,
+    /// Counted in `upstream_connections` while the connection lives.
+    _open: ConnectionCount,
 }
 
 impl UpstreamIo {
-    fn new(stream: TcpStream, proxied: bool) -> UpstreamIo {
+    fn new(stream: TcpStream, proxied: bool, metrics: &Metrics) -> UpstreamIo {
         UpstreamIo {
             io: TokioIo::new(stream),
             proxied,
+            _open: ConnectionCount::new(&metrics.upstream_connections),
         }
     }
 }

@@ -224,6 +224,12 @@ async fn metrics_parse_and_move_with_traffic() {
         get(&origin.url("/echo")).header("x-session", "a-private-session-name"),
     )
     .await;
+    send_body(
+        proxy.proxy_addr(),
+        get(&origin.url("/upload")).method("POST"),
+        Full::new(bytes::Bytes::from_static(b"0123456789")).boxed(),
+    )
+    .await;
     let after = send(proxy.admin_addr(), admin_get("/metrics", None))
         .await
         .text();
@@ -246,6 +252,9 @@ async fn metrics_parse_and_move_with_traffic() {
     assert!(moved("sessiond_cookies_total{outcome=\"stored\"}") >= 1.0);
     assert!(moved("sessiond_upstream_wait_seconds_count") >= 4.0);
     assert!(sample(&after, "sessiond_upstream_connections_opened_total") >= 1.0);
+    assert_eq!(moved("sessiond_request_bytes_total"), 10.0);
+    // The pooled connection is still open (idle in the pool).
+    assert!(sample(&after, "sessiond_upstream_connections") >= 1.0);
     assert!(
         !after.contains("a-private-session-name"),
         "a session name became a label"
