@@ -247,18 +247,8 @@ impl Admin {
     /// before the answer (the effective settings, as `GET` shows them), and makes the
     /// session from the template if it does not exist. A bad body changes nothing.
     async fn patch(&self, name: &str, req: Request<Incoming>) -> Reply {
-        let body = Limited::new(req.into_body(), MAX_SETTINGS_BYTES)
-            .collect()
-            .await
-            .map_err(|e| {
-                Failure(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("cannot read the body: {e}"),
-                )
-            })?
-            .to_bytes();
-        let text = std::str::from_utf8(&body)
-            .map_err(|_| Failure(StatusCode::BAD_REQUEST, "the body is not UTF-8".into()))?;
+        let body = read_body(req.into_body(), MAX_SETTINGS_BYTES).await?;
+        let text = utf8(&body)?;
         let given = crate::session::HeaderOverrides::from_json(text)
             .map_err(|e| Failure(StatusCode::BAD_REQUEST, e))?;
         let guard = self.session(name, true)?;
@@ -314,18 +304,8 @@ impl Admin {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|t| t.starts_with("application/json"));
-        let body = Limited::new(req.into_body(), MAX_IMPORT_BYTES)
-            .collect()
-            .await
-            .map_err(|e| {
-                Failure(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("cannot read the body: {e}"),
-                )
-            })?
-            .to_bytes();
-        let text = std::str::from_utf8(&body)
-            .map_err(|_| Failure(StatusCode::BAD_REQUEST, "the body is not UTF-8".into()))?;
+        let body = read_body(req.into_body(), MAX_IMPORT_BYTES).await?;
+        let text = utf8(&body)?;
         let as_json = match format.as_deref() {
             Some("json") => true,
             Some("netscape") => false,
@@ -443,6 +423,25 @@ fn describe(session: &crate::session::Session) -> Value {
         "upstream_proxy": settings.upstream_proxy.is_some(),
         "verify_tls": settings.tls.verify,
     })
+}
+
+/// A request body of at most `limit` bytes.
+async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, Failure> {
+    Limited::new(body, limit)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|e| {
+            Failure(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("cannot read the body: {e}"),
+            )
+        })
+}
+
+fn utf8(body: &Bytes) -> Result<&str, Failure> {
+    std::str::from_utf8(body)
+        .map_err(|_| Failure(StatusCode::BAD_REQUEST, "the body is not UTF-8".into()))
 }
 
 fn internal(e: impl std::fmt::Display) -> Failure {
