@@ -411,10 +411,7 @@ enum LeafName {
 
 impl LeafName {
     fn parse(host: &str) -> Result<LeafName, CertError> {
-        let bare = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host);
+        let bare = crate::hosts::unbracket(host);
         if let Ok(ip) = bare.parse::<IpAddr>() {
             return Ok(LeafName::Ip(ip));
         }

@@ -1137,10 +1137,7 @@ fn parse_net(s: &str) -> Option<IpNet> {
 /// Splits `host:port` (with `[v6]:port`), lower-casing the host.
 pub fn split_host_port(s: &str) -> Option<(String, u16)> {
     let (host, port) = s.rsplit_once(':')?;
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host);
+    let host = crate::hosts::unbracket(host);
     if host.is_empty() {
         return None;
     }
@@ -1160,11 +1157,7 @@ fn parse_upstream_proxy(key: &str, s: &str) -> Result<UpstreamProxy, ConfigError
     let host = url
         .host_str()
         .ok_or_else(|| ConfigError::invalid(key, "the URL has no host"))?;
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host)
-        .to_ascii_lowercase();
+    let host = crate::hosts::unbracket(host).to_ascii_lowercase();
     if url.path() != "/" && !url.path().is_empty() || url.query().is_some() {
         return Err(ConfigError::invalid(
             key,

@@ -59,12 +59,8 @@ pub fn connect_target(uri: &Uri) -> Result<Authority, ProxyError> {
 }
 
 /// The host of an authority as patterns see it: lower case, IPv6 without brackets.
-fn bare_host(authority: &Authority) -> String {
-    let host = authority.host();
-    host.strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host)
-        .to_ascii_lowercase()
+pub fn bare_host(authority: &Authority) -> String {
+    crate::hosts::unbracket(authority.host()).to_ascii_lowercase()
 }
 
 /// What the first bytes of a tunnel say.

@@ -44,12 +44,17 @@ impl HostList {
     }
 }
 
-/// A URL's host as patterns see it: IPv6 without its brackets.
-pub fn url_host(url: &url::Url) -> &str {
-    let host = url.host_str().unwrap_or_default();
+/// A host as patterns, resolvers and certificates see it: an IPv6 literal without its
+/// brackets (`[::1]` → `::1`); anything else unchanged.
+pub fn unbracket(host: &str) -> &str {
     host.strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(host)
+}
+
+/// A URL's host as patterns see it: IPv6 without its brackets.
+pub fn url_host(url: &url::Url) -> &str {
+    unbracket(url.host_str().unwrap_or_default())
 }
 
 fn parse_pattern(p: &str) -> Result<HostPattern, String> {
@@ -62,10 +67,7 @@ fn parse_pattern(p: &str) -> Result<HostPattern, String> {
         None => (false, p.as_str()),
     };
     let name = name.strip_suffix('.').unwrap_or(name);
-    let name = name
-        .strip_prefix('[')
-        .and_then(|n| n.strip_suffix(']'))
-        .unwrap_or(name);
+    let name = unbracket(name);
     let ok = !name.is_empty()
         && (name.parse::<std::net::IpAddr>().is_ok()
             || name.split('.').all(|label| {

@@ -96,10 +96,9 @@ async fn exec(argv: &[String], session: &str, body: String) -> Result<(), String
 async fn webhook(uri: &Uri, body: String) -> Result<(), String> {
     let host = uri.host().unwrap_or_default();
     let port = uri.port_u16().unwrap_or(80);
-    let stream =
-        tokio::net::TcpStream::connect((host.trim_start_matches('[').trim_end_matches(']'), port))
-            .await
-            .map_err(|e| format!("cannot reach the webhook: {e}"))?;
+    let stream = tokio::net::TcpStream::connect((crate::hosts::unbracket(host), port))
+        .await
+        .map_err(|e| format!("cannot reach the webhook: {e}"))?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| e.to_string())?;

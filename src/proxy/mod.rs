@@ -167,11 +167,10 @@ impl Proxy {
             .identify(req.headers(), conn)
             .and_then(|guard| {
                 let target = connect::connect_target(req.uri())?;
-                let host = target.host().trim_start_matches('[').trim_end_matches(']');
                 check_host(
                     guard.session(),
                     &guard.session().settings(),
-                    &host.to_ascii_lowercase(),
+                    &connect::bare_host(&target),
                 )?;
                 Ok((guard, target))
             });

@@ -620,11 +620,7 @@ fn target_of(uri: &Uri) -> Result<(String, u16), ConnectError> {
         target: String::new(),
         reason: "the URL has no host".into(),
     })?;
-    let host = host
-        .strip_prefix('[')
-        .and_then(|h| h.strip_suffix(']'))
-        .unwrap_or(host)
-        .to_ascii_lowercase();
+    let host = crate::hosts::unbracket(host).to_ascii_lowercase();
     let default_port = if uri.scheme_str() == Some("https") {
         443
     } else {
