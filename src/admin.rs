@@ -29,6 +29,7 @@ use hyper::body::Incoming;
 use serde_json::{Value, json};
 
 use crate::config::Secret;
+use crate::live::Live;
 use crate::proxy::Proxy;
 use crate::proxy::body::ProxyBody;
 use crate::session::formats;
@@ -43,7 +44,8 @@ const MAX_SETTINGS_BYTES: usize = 1024 * 1024;
 pub struct Admin {
     proxy: Arc<Proxy>,
     ca_pem: String,
-    token: Option<Secret>,
+    /// `admin.token`; a reload may change it.
+    token: Live<Option<Secret>>,
 }
 
 /// An admin call that failed: its status and message.
@@ -56,8 +58,13 @@ impl Admin {
         Admin {
             proxy,
             ca_pem,
-            token,
+            token: Live::new(token),
         }
+    }
+
+    /// Calls from now on need `token` (or, with `None`, come from loopback).
+    pub fn set_token(&self, token: Option<Secret>) {
+        self.token.set(Arc::new(token));
     }
 
     /// `peer` is the client's canonical address.
@@ -79,7 +86,8 @@ impl Admin {
     }
 
     fn authorize<B>(&self, req: &Request<B>, peer: SocketAddr) -> Result<(), Failure> {
-        let Some(token) = &self.token else {
+        let token = self.token.get();
+        let Some(token) = token.as_ref() else {
             return if peer.ip().is_loopback() {
                 Ok(())
             } else {
@@ -181,7 +189,7 @@ impl Admin {
     /// `?secrets=true` comes with the admin token.
     fn har(&self, name: &str, req: &Request<Incoming>) -> Reply {
         let secrets = query(req, "secrets").as_deref() == Some("true");
-        if secrets && self.token.is_none() {
+        if secrets && self.token.get().is_none() {
             return Err(Failure(
                 StatusCode::FORBIDDEN,
                 "secrets=true needs admin.token to be configured (and sent)".into(),
@@ -406,7 +414,7 @@ fn describe(session: &crate::session::Session) -> Value {
     json!({
         "name": session.name().as_ref(),
         "configured": session.origin() == Origin::Configured,
-        "has_secret": session.secret().is_some(),
+        "has_secret": session.profile().secret.is_some(),
         "cookies": session.jar().len(),
         "requests": session.requests(),
         "last_used": session.last_request(),

@@ -25,7 +25,6 @@ use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::certs::Minter;
-use crate::config::TlsConfig;
 use crate::error::ProxyError;
 use crate::proxy::record::ExchangeLog;
 use crate::proxy::{ConnInfo, Proxy, TunnelInfo};
@@ -39,7 +38,6 @@ const MAX_HELLO: usize = 64 * 1024;
 pub struct Tunnels {
     pub builder: Arc<auto::Builder<TokioExecutor>>,
     pub head_timeout: Duration,
-    pub tls: TlsConfig,
     pub minter: Arc<Minter>,
 }
 
@@ -90,7 +88,9 @@ impl Tunnels {
         match sniffed {
             Sniffed::Tls { sni } => {
                 let name = sni.unwrap_or_else(|| host.clone());
-                if self.tls.intercepts(&name) && !self.tls.passthrough.matches(&host) {
+                // The policy as it is when the tunnel's first bytes arrive.
+                let tls = &proxy.policy().tls;
+                if tls.intercepts(&name) && !tls.passthrough.matches(&host) {
                     log.set_outcome("tunnel: intercepted");
                     self.intercept(proxy, client, name, target, conn, session)
                         .await;
@@ -222,7 +222,7 @@ async fn blind<I>(mut client: I, target: &Authority, session: &Session, log: &mu
 where
     I: AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let mut upstream = match session.upstream().open_tunnel(target).await {
+    let mut upstream = match session.profile().upstream.open_tunnel(target).await {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(target = %target, error = %e, "cannot open a blind tunnel");

@@ -15,6 +15,8 @@
 //! - [`metrics`] — every metric, registered in one place.
 //! - [`admin`] — the admin API.
 //! - [`cli`] — the admin API's client, behind `sessiond sessions|cookies|health`.
+//! - [`reload`] — what a `SIGHUP` reload applies and which keys need a restart.
+//! - [`live`] — the swappable cells a reload (or a `PATCH`) replaces values in.
 
 pub mod admin;
 pub mod certs;
@@ -23,9 +25,11 @@ pub mod config;
 pub mod connect;
 pub mod error;
 pub mod hosts;
+pub mod live;
 pub mod metrics;
 pub mod observe;
 pub mod proxy;
+pub mod reload;
 pub mod server;
 pub mod session;
 pub mod store;

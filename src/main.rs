@@ -22,6 +22,10 @@ struct Cli {
     /// Log line format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// What to log: a level (error, warn, info, debug, trace) or RUST_LOG-style
+    /// directives such as `info,sessiond=debug`. Wins over RUST_LOG; without either, info.
+    #[arg(long, global = true, value_name = "FILTER")]
+    log_level: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -45,6 +49,11 @@ enum Command {
         /// Configuration file; without one the built-in defaults apply.
         #[arg(short, long)]
         config: Option<PathBuf>,
+        /// Write the certificate to this file (mode 0644, replaced atomically) instead of
+        /// stdout: for a volume shared with application containers, or the system's trust
+        /// store directory.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
     /// List, show or delete the sessions of a running daemon (through its admin API).
     Sessions {
@@ -148,10 +157,13 @@ enum LogFormat {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    if let Err(e) = init_logging(cli.log_format, cli.log_level.as_deref()) {
+        eprintln!("sessiond: --log-level: {e}");
+        return ExitCode::from(EXIT_CONFIG);
+    }
     match cli.command.unwrap_or(Command::Run { config: None }) {
         Command::Check { config } => check(&config),
-        Command::Ca { config } => ca(config.as_deref()),
+        Command::Ca { config, out } => ca(config.as_deref(), out.as_deref()),
         Command::Sessions { client, command } => {
             let action = match command.unwrap_or(SessionsCommand::List { json: false }) {
                 SessionsCommand::List { json } => Action::SessionsList { json },
@@ -187,8 +199,8 @@ fn main() -> ExitCode {
             session,
             json,
         } => events(client, session.as_deref(), json),
-        Command::Run { config } => {
-            let config = match load(config.as_deref()) {
+        Command::Run { config: path } => {
+            let config = match load(path.as_deref()) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
@@ -202,7 +214,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            runtime.block_on(run(config))
+            runtime.block_on(run(config, path))
         }
     }
 }
@@ -317,8 +329,9 @@ fn check(path: &std::path::Path) -> ExitCode {
     }
 }
 
-/// `sessiond ca`: the PEM on stdout and nothing else, so `sessiond ca > ca.pem` works.
-fn ca(path: Option<&std::path::Path>) -> ExitCode {
+/// `sessiond ca`: the PEM on stdout and nothing else, so `sessiond ca > ca.pem` works; or
+/// into `--out FILE`.
+fn ca(path: Option<&std::path::Path>, out: Option<&std::path::Path>) -> ExitCode {
     let config = match load(path) {
         Ok(c) => c,
         Err(code) => return code,
@@ -330,22 +343,62 @@ fn ca(path: Option<&std::path::Path>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // Not `print!`, which panics when stdout is a closed pipe.
-    use std::io::Write as _;
-    let mut stdout = std::io::stdout().lock();
-    match stdout
-        .write_all(ca.cert_pem().as_bytes())
-        .and_then(|()| stdout.flush())
-    {
+    let pem = ca.cert_pem().as_bytes();
+    let written = match out {
+        Some(file) => write_public_file(file, pem)
+            .map_err(|e| format!("cannot write {}: {e}", file.display())),
+        // Not `print!`, which panics when stdout is a closed pipe.
+        None => {
+            use std::io::Write as _;
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(pem)
+                .and_then(|()| stdout.flush())
+                .map_err(|e| format!("cannot write the certificate: {e}"))
+        }
+    };
+    match written {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("sessiond: cannot write the certificate: {e}");
+            eprintln!("sessiond: {e}");
             ExitCode::FAILURE
         }
     }
 }
 
-async fn run(config: Config) -> ExitCode {
+/// Writes `bytes` to `file` with mode 0644 through a temporary file in the same directory,
+/// so a reader never sees half a certificate.
+fn write_public_file(file: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let name = file
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("the path names no file"))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    let tmp = file.with_file_name(tmp_name);
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(&tmp)
+        .and_then(|mut f| {
+            // Set again: the mode given at creation is cut by the umask (0077 under the
+            // systemd unit), and this file is meant for other users to read.
+            use std::os::unix::fs::PermissionsExt as _;
+            f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+            f.write_all(bytes)?;
+            f.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&tmp, file));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+async fn run(config: Config, path: Option<PathBuf>) -> ExitCode {
     // Handlers go in before anything is announced: a SIGTERM sent as soon as the
     // "listening" line appears must find them.
     let mut signals = match Signals::install() {
@@ -355,7 +408,7 @@ async fn run(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let daemon = match Daemon::start(config).await {
+    let mut daemon = match Daemon::start(config).await {
         Ok(d) => d,
         Err(e) => {
             tracing::error!(error = %e, "cannot start");
@@ -366,19 +419,131 @@ async fn run(config: Config) -> ExitCode {
         tracing::info!(%addr, "proxy listening");
     }
     tracing::info!(addr = %daemon.admin_addr(), "admin API listening");
+    let status = status_line(&daemon);
+    systemd::notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&status),
+    ]);
+    let _watchdog = systemd::watchdog();
 
-    signals.stop_requested().await;
+    while signals.next().await == Signal::Reload {
+        reload(&mut daemon, path.as_deref());
+    }
     tracing::info!("shutting down: finishing in-flight requests");
-    // A second signal during the drain stops at once.
-    let cut = tokio::select! {
-        cut = daemon.shutdown() => cut,
-        _ = signals.stop_requested() => {
-            tracing::warn!("second signal: exiting without waiting");
-            return ExitCode::FAILURE;
+    systemd::notify(&[sd_notify::NotifyState::Stopping]);
+    // A second stop signal during the drain stops at once; SIGHUP is ignored by now.
+    let shutdown = daemon.shutdown();
+    tokio::pin!(shutdown);
+    let cut = loop {
+        tokio::select! {
+            cut = &mut shutdown => break cut,
+            signal = signals.next() => if signal == Signal::Stop {
+                tracing::warn!("second signal: exiting without waiting");
+                return ExitCode::FAILURE;
+            },
         }
     };
     tracing::info!(connections_cut = cut, "stopped");
     ExitCode::SUCCESS
+}
+
+/// SIGHUP: read the file again and apply it, or keep running as before and say why.
+fn reload(daemon: &mut Daemon, path: Option<&std::path::Path>) {
+    let Some(path) = path else {
+        tracing::warn!("SIGHUP: running on the built-in defaults (no -c FILE): nothing to reload");
+        return;
+    };
+    let mut reloading = vec![sd_notify::NotifyState::Reloading];
+    // systemd 253+ wants the time with RELOADING=1 to tell this reload from an older one.
+    if let Ok(now) = sd_notify::NotifyState::monotonic_usec_now() {
+        reloading.push(now);
+    }
+    systemd::notify(&reloading);
+    let outcome = Config::from_file(path)
+        .map_err(|e| e.to_string())
+        .and_then(|config| daemon.reload(config).map_err(|e| e.to_string()));
+    match outcome {
+        Ok(restart_needed) => {
+            for key in &restart_needed {
+                tracing::warn!(
+                    key = %key,
+                    "changed in the file, but only a restart applies it; the running value stays"
+                );
+            }
+            tracing::info!(
+                file = %path.display(),
+                restart_needed = restart_needed.len(),
+                "configuration reloaded"
+            );
+        }
+        Err(e) => tracing::error!(
+            file = %path.display(),
+            error = %e,
+            "reload failed; the running configuration stays in force"
+        ),
+    }
+    let status = status_line(daemon);
+    systemd::notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&status),
+    ]);
+}
+
+/// What `systemctl status` shows once the daemon is ready.
+fn status_line(daemon: &Daemon) -> String {
+    let proxies: Vec<String> = daemon.proxy_addrs().iter().map(|a| a.to_string()).collect();
+    format!(
+        "proxy on {}, admin on {}",
+        proxies.join(" "),
+        daemon.admin_addr()
+    )
+}
+
+/// The service manager's side: readiness, reloads, stopping and watchdog pings, sent
+/// when `NOTIFY_SOCKET` is set (by systemd for `Type=notify`) and skipped otherwise.
+mod systemd {
+    use std::time::Duration;
+
+    use sd_notify::NotifyState;
+
+    pub fn notify(states: &[NotifyState<'_>]) {
+        if let Err(e) = sd_notify::notify(states) {
+            tracing::warn!(error = %e, "cannot notify the service manager");
+        }
+    }
+
+    /// Pings the watchdog at half its interval while the runtime runs, if systemd asked
+    /// for it (`WatchdogSec=`). The pings come from a runtime task, so a stuck runtime
+    /// stops them and systemd restarts the daemon. Dropping the handle stops them.
+    pub fn watchdog() -> Option<Pinger> {
+        let every = sd_notify::watchdog_enabled()? / 2;
+        tracing::info!(interval = ?every, "pinging the systemd watchdog");
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every.max(Duration::from_millis(10)));
+            loop {
+                tick.tick().await;
+                notify(&[NotifyState::Watchdog]);
+            }
+        });
+        Some(Pinger(task))
+    }
+
+    pub struct Pinger(tokio::task::JoinHandle<()>);
+
+    impl Drop for Pinger {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+}
+
+/// What a signal asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Signal {
+    /// SIGTERM or SIGINT.
+    Stop,
+    /// SIGHUP.
+    Reload,
 }
 
 /// The signals the daemon acts on.
@@ -398,24 +563,32 @@ impl Signals {
         })
     }
 
-    /// Completes on SIGTERM or SIGINT. SIGHUP would kill the process by default;
-    /// reloading the file is not supported yet, so it is logged and otherwise ignored.
-    async fn stop_requested(&mut self) {
-        loop {
-            tokio::select! {
-                _ = self.term.recv() => return,
-                _ = self.int.recv() => return,
-                _ = self.hup.recv() => {
-                    tracing::warn!("SIGHUP: reloading the configuration is not supported yet; ignoring");
-                }
-            }
+    async fn next(&mut self) -> Signal {
+        tokio::select! {
+            _ = self.term.recv() => Signal::Stop,
+            _ = self.int.recv() => Signal::Stop,
+            _ = self.hup.recv() => Signal::Reload,
         }
     }
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, level: Option<&str>) -> Result<(), String> {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = match level {
+        // A lone word would be read as a target name: `verbose` would log nothing.
+        Some(word)
+            if !word.contains(['=', ',', '[', ':'])
+                && word
+                    .parse::<tracing_subscriber::filter::LevelFilter>()
+                    .is_err() =>
+        {
+            return Err(format!(
+                "{word:?} is not a level (error, warn, info, debug, trace, off) nor a directive like info,sessiond=debug"
+            ));
+        }
+        Some(directives) => EnvFilter::try_new(directives).map_err(|e| e.to_string())?,
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
     use std::io::IsTerminal as _;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -425,4 +598,5 @@ fn init_logging(format: LogFormat) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
+    Ok(())
 }

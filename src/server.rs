@@ -29,14 +29,15 @@ use tokio::task::JoinSet;
 
 use crate::admin;
 use crate::certs::{CertAuthority, CertError, Minter};
-use crate::config::{ClientRule, Config};
+use crate::config::Config;
 use crate::connect::Tunnels;
 use crate::metrics::{ConnectionCount, Metrics};
 use crate::observe::Observer;
 use crate::proxy::identify::Identifier;
 use crate::proxy::upstream::Upstream;
-use crate::proxy::{ConnInfo, Proxy};
-use crate::session::Registry;
+use crate::proxy::{ConnInfo, Policy, Proxy};
+use crate::reload;
+use crate::session::{Registry, RegistryError};
 use crate::store::StoreError;
 use crate::store::sqlite::SqliteStore;
 
@@ -79,6 +80,11 @@ pub fn check(config: &Config) -> Result<(), StartError> {
 
 /// A running daemon: its bound addresses and the handle to stop it.
 pub struct Daemon {
+    /// The configuration as it runs (after [`reload`](Self::reload), with the running
+    /// values of the keys only a restart changes).
+    config: Config,
+    upstream: Upstream,
+    admin: Arc<admin::Admin>,
     ca: Arc<CertAuthority>,
     proxy_addrs: Vec<SocketAddr>,
     session_addrs: Vec<(String, SocketAddr)>,
@@ -136,15 +142,11 @@ impl Daemon {
         upstream.set_own_addrs(own);
         let builder = Arc::new(server_builder(&config));
         let proxy = Arc::new(Proxy::new(
-            Identifier {
-                registry,
-                clients: config.clients.clone(),
-                require_auth: config.proxy.require_auth,
-            },
+            Identifier { registry },
+            Policy::new(&config),
             Tunnels {
                 builder: Arc::clone(&builder),
                 head_timeout: config.proxy.request_head_timeout,
-                tls: config.tls.clone(),
                 minter: Arc::new(
                     Minter::new(Arc::clone(&ca))
                         .counting_mints(metrics.leaf_certificates_minted.clone()),
@@ -166,16 +168,9 @@ impl Daemon {
                 Some(name) => session_addrs.push((name.to_string(), addr)),
                 None => proxy_addrs.push(addr),
             }
-            // On a session's own port only that session's [[clients]] are admitted: a
-            // peer listed for another session must not reach this one without its secret.
             let gate = ClientGate {
-                open: addr.ip().is_loopback() || config.proxy.require_auth,
-                clients: config
-                    .clients
-                    .iter()
-                    .filter(|c| bound.session.as_deref().is_none_or(|s| s == c.session))
-                    .cloned()
-                    .collect(),
+                loopback: addr.ip().is_loopback(),
+                session: bound.session.clone(),
             };
             let proxy = Arc::clone(&proxy);
             let session = bound.session;
@@ -187,7 +182,7 @@ impl Daemon {
                 let conn = Arc::new(ConnInfo {
                     peer: accepted.peer,
                     listener_session: session.clone(),
-                    client_allowed: gate.admits(accepted.peer),
+                    client_allowed: gate.admits(&proxy.policy(), accepted.peer),
                     tunnel: None,
                     activity: accepted.activity,
                     slot: accepted.slot,
@@ -210,11 +205,12 @@ impl Daemon {
             ));
         }
 
-        let admin_state = Arc::new(admin::Admin::new(
+        let admin = Arc::new(admin::Admin::new(
             Arc::clone(&proxy),
             ca.cert_pem().to_string(),
             config.admin.token.clone(),
         ));
+        let admin_state = Arc::clone(&admin);
         // The admin API has its own small limit so health checks still answer when the
         // proxy is saturated.
         accept_loops.spawn(accept_loop(
@@ -238,7 +234,11 @@ impl Daemon {
             },
         ));
 
+        let grace = config.proxy.shutdown_grace;
         Ok(Daemon {
+            config,
+            upstream,
+            admin,
             ca,
             proxy_addrs,
             session_addrs,
@@ -248,8 +248,36 @@ impl Daemon {
             accept_loops,
             permits,
             max_connections,
-            grace: config.proxy.shutdown_grace,
+            grace,
         })
+    }
+
+    /// Applies a new configuration to the running daemon, all of it or (on an error)
+    /// none of it. Exchanges already running finish on the configuration they started
+    /// with. Returns the changed keys that only a restart applies (see [`reload`]); they
+    /// keep their running values.
+    pub fn reload(&mut self, mut config: Config) -> Result<Vec<String>, RegistryError> {
+        let restart_needed = reload::keep_fixed(&self.config, &mut config);
+        // New address pins must not meet connections pooled under the old ones: every
+        // session gets fresh pools (the old ones close as their exchanges end).
+        if config.upstream.resolve != self.config.upstream.resolve {
+            self.upstream.new_pools();
+        }
+        // Everything that can fail (TLS settings, store reads) happens here, before any
+        // change is made.
+        let prepared = self.proxy.registry().prepare(&config, &self.upstream)?;
+        self.upstream.reconfigure(&config.upstream);
+        self.proxy.registry().apply(prepared);
+        self.proxy.set_policy(Policy::new(&config));
+        self.admin.set_token(config.admin.token.clone());
+        self.grace = config.proxy.shutdown_grace;
+        self.config = config;
+        Ok(restart_needed)
+    }
+
+    /// The configuration as it runs.
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
     /// The first proxy listener's address.
@@ -384,18 +412,26 @@ impl Drop for ActiveGuard {
 }
 
 /// Decides at accept time whether a peer may use a listener. Loopback listeners and
-/// `require_auth` (checked per request) are open; otherwise only `[[clients]]` may connect.
-#[derive(Clone)]
+/// `require_auth` (checked per request) are open; otherwise only `[[clients]]` may connect,
+/// and on a session's own port only that session's entries count: a peer listed for
+/// another session must not reach this one without its secret. The policy is the one
+/// current at accept, so a reload applies to the connections that come after it.
 struct ClientGate {
-    open: bool,
-    clients: Vec<ClientRule>,
+    loopback: bool,
+    /// The listener's own session, if it is one's.
+    session: Option<Arc<str>>,
 }
 
 impl ClientGate {
     /// `peer` is canonical (see [`canonical`]).
-    fn admits(&self, peer: SocketAddr) -> bool {
+    fn admits(&self, policy: &Policy, peer: SocketAddr) -> bool {
         let ip = peer.ip();
-        self.open || ip.is_loopback() || self.clients.iter().any(|c| c.net.contains(&ip))
+        self.loopback
+            || policy.require_auth
+            || ip.is_loopback()
+            || policy.clients.iter().any(|c| {
+                self.session.as_deref().is_none_or(|s| s == c.session) && c.net.contains(&ip)
+            })
     }
 }
 
@@ -646,17 +682,25 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Prefixed<I> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ClientRule;
 
-    fn gate(open: bool, nets: &[&str]) -> ClientGate {
+    fn policy(require_auth: bool, rules: &[(&str, &str)]) -> Policy {
+        let mut config = Config::defaults();
+        config.proxy.require_auth = require_auth;
+        config.clients = rules
+            .iter()
+            .map(|(net, session)| ClientRule {
+                net: net.parse().unwrap(),
+                session: session.to_string(),
+            })
+            .collect();
+        Policy::new(&config)
+    }
+
+    fn gate(loopback: bool, session: Option<&str>) -> ClientGate {
         ClientGate {
-            open,
-            clients: nets
-                .iter()
-                .map(|n| ClientRule {
-                    net: n.parse().unwrap(),
-                    session: "s".into(),
-                })
-                .collect(),
+            loopback,
+            session: session.map(Arc::from),
         }
     }
 
@@ -666,19 +710,30 @@ mod tests {
 
     #[test]
     fn restricted_listener_admits_only_listed_clients_and_loopback() {
-        let g = gate(false, &["10.0.0.0/24"]);
-        assert!(g.admits(peer("10.0.0.7:5000")));
+        let p = policy(false, &[("10.0.0.0/24", "s")]);
+        let g = gate(false, None);
+        assert!(g.admits(&p, peer("10.0.0.7:5000")));
         assert!(
-            g.admits(canonical(peer("[::ffff:10.0.0.7]:5000"))),
+            g.admits(&p, canonical(peer("[::ffff:10.0.0.7]:5000"))),
             "IPv4-mapped peers match IPv4 rules"
         );
-        assert!(g.admits(peer("127.0.0.1:5000")));
-        assert!(!g.admits(peer("10.0.1.7:5000")));
-        assert!(!g.admits(peer("[2001:db8::1]:5000")));
+        assert!(g.admits(&p, peer("127.0.0.1:5000")));
+        assert!(!g.admits(&p, peer("10.0.1.7:5000")));
+        assert!(!g.admits(&p, peer("[2001:db8::1]:5000")));
+    }
+
+    #[test]
+    fn a_sessions_port_admits_only_that_sessions_clients() {
+        let p = policy(false, &[("10.0.0.0/24", "a"), ("10.0.1.0/24", "b")]);
+        let g = gate(false, Some("a"));
+        assert!(g.admits(&p, peer("10.0.0.7:5000")));
+        assert!(!g.admits(&p, peer("10.0.1.7:5000")));
     }
 
     #[test]
     fn open_listener_admits_everyone() {
-        assert!(gate(true, &[]).admits(peer("192.0.2.1:1")));
+        let anyone = peer("192.0.2.1:1");
+        assert!(gate(true, None).admits(&policy(false, &[]), anyone));
+        assert!(gate(false, None).admits(&policy(true, &[]), anyone));
     }
 }

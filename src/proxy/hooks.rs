@@ -77,6 +77,10 @@ async fn exec(argv: &[String], session: &str, body: String) -> Result<(), String
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
+        // The service manager's channels are the daemon's, not its hooks'.
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("WATCHDOG_USEC")
+        .env_remove("WATCHDOG_PID")
         // A hook that outlives its timeout is killed with the future that ran it.
         .kill_on_drop(true)
         .spawn()

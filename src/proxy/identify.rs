@@ -6,21 +6,20 @@
 //! `require_auth` needs the selected session's secret on every request.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use http::{HeaderMap, header};
 
-use super::ConnInfo;
 use super::rewrite::X_SESSION;
+use super::{ConnInfo, Policy};
 use crate::config::ClientRule;
 use crate::error::ProxyError;
-use crate::session::{ExchangeGuard, Registry, RegistryError};
+use crate::session::{ExchangeGuard, Profile, Registry, RegistryError};
 
 /// What identification needs besides the request.
 pub struct Identifier {
     pub registry: Registry,
-    pub clients: Vec<ClientRule>,
-    pub require_auth: bool,
 }
 
 /// Credentials from `Proxy-Authorization: Basic`.
@@ -30,11 +29,14 @@ struct ProxyCredentials {
 }
 
 impl Identifier {
+    /// The session the request belongs to, marked busy, and its configuration as the
+    /// exchange will use it (the one its secret was checked against).
     pub fn identify(
         &self,
+        policy: &Policy,
         headers: &HeaderMap,
         conn: &ConnInfo,
-    ) -> Result<ExchangeGuard, ProxyError> {
+    ) -> Result<(ExchangeGuard, Arc<Profile>), ProxyError> {
         if !conn.client_allowed {
             return Err(ProxyError::ClientForbidden(conn.peer.ip()));
         }
@@ -45,7 +47,7 @@ impl Identifier {
             })?),
             None => creds.as_ref().map(|c| c.user.as_str()),
         };
-        let client_rule = self.client_rule(conn.peer.ip());
+        let client_rule = client_rule(&policy.clients, conn.peer.ip());
         let tunnel_session = conn.tunnel.as_ref().map(|t| &*t.session);
         let name: &str = explicit
             .or(tunnel_session)
@@ -58,7 +60,7 @@ impl Identifier {
             Some(g) => g,
             // Under require_auth a new session could never authenticate (it has no
             // secret), so refuse before creating anything.
-            None if self.require_auth => return Err(auth_required()),
+            None if policy.require_auth => return Err(auth_required()),
             None => self.registry.enter_or_create(name).map_err(|e| match e {
                 RegistryError::InvalidName => ProxyError::BadRequest(format!(
                     "invalid session name {:?}: use 1-64 characters of A-Z a-z 0-9 . _ -",
@@ -71,20 +73,21 @@ impl Identifier {
                 RegistryError::Tls(e) => ProxyError::Store(e.to_string()),
             })?,
         };
-        let session = guard.session();
+        let profile = guard.session().profile();
 
         // Inside a tunnel, the session its CONNECT was admitted to needs no second proof.
         let admitted_by_connect = tunnel_session == Some(name);
         let secret_ok = admitted_by_connect
-            || session
-                .secret()
+            || profile
+                .secret
+                .as_ref()
                 .is_some_and(|s| password.is_some_and(|p| s.matches(p)));
-        if self.require_auth && !secret_ok {
+        if policy.require_auth && !secret_ok {
             return Err(auth_required());
         }
-        if session.secret().is_some() && !secret_ok {
+        if profile.secret.is_some() && !secret_ok {
             let entitled = conn.listener_session.as_deref() == Some(name)
-                || self
+                || policy
                     .clients
                     .iter()
                     .any(|r| r.session == name && r.net.contains(&conn.peer.ip()));
@@ -92,12 +95,12 @@ impl Identifier {
                 return Err(auth_required());
             }
         }
-        Ok(guard)
+        Ok((guard, profile))
     }
+}
 
-    fn client_rule(&self, ip: IpAddr) -> Option<&ClientRule> {
-        self.clients.iter().find(|r| r.net.contains(&ip))
-    }
+fn client_rule(clients: &[ClientRule], ip: IpAddr) -> Option<&ClientRule> {
+    clients.iter().find(|r| r.net.contains(&ip))
 }
 
 fn auth_required() -> ProxyError {

@@ -30,10 +30,11 @@ use body::{ProxyBody, Tracked};
 use identify::Identifier;
 use record::ExchangeLog;
 
-use crate::config::{HookEvent, SessionSettings};
+use crate::config::{ClientRule, Config, HookEvent, SessionSettings, TlsConfig};
 use crate::connect::{self, Tunnels};
 use crate::error::ProxyError;
 use crate::hosts;
+use crate::live::Live;
 use crate::observe::Observer;
 use crate::server::Activity;
 use crate::session::Session;
@@ -69,20 +70,58 @@ pub struct TunnelInfo {
     pub authority: http::uri::Authority,
 }
 
+/// What the pipeline reads from the configuration besides the sessions: replaced whole by
+/// a reload, taken once per exchange (or per tunnel).
+#[derive(Debug)]
+pub struct Policy {
+    /// `[[clients]]`.
+    pub clients: Vec<ClientRule>,
+    pub require_auth: bool,
+    /// Which tunnels are decrypted.
+    pub tls: TlsConfig,
+}
+
+impl Policy {
+    pub fn new(config: &Config) -> Policy {
+        Policy {
+            clients: config.clients.clone(),
+            require_auth: config.proxy.require_auth,
+            tls: config.tls.clone(),
+        }
+    }
+}
+
 /// The pipeline's shared state.
 pub struct Proxy {
     identifier: Identifier,
+    policy: Live<Policy>,
     tunnels: Arc<Tunnels>,
     observer: Arc<Observer>,
 }
 
 impl Proxy {
-    pub fn new(identifier: Identifier, tunnels: Tunnels, observer: Observer) -> Proxy {
+    pub fn new(
+        identifier: Identifier,
+        policy: Policy,
+        tunnels: Tunnels,
+        observer: Observer,
+    ) -> Proxy {
         Proxy {
             identifier,
+            policy: Live::new(policy),
             tunnels: Arc::new(tunnels),
             observer: Arc::new(observer),
         }
+    }
+
+    /// The current policy; hold it for one exchange.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy.get()
+    }
+
+    /// Makes `policy` current for exchanges that start from now on.
+    pub fn set_policy(&self, policy: Policy) {
+        self.policy.set(Arc::new(policy));
     }
 
     pub fn observer(&self) -> &Observer {
@@ -141,17 +180,14 @@ impl Proxy {
             mut headers,
             body,
         } = replay;
-        let settings = session.settings();
-        rewrite::apply_session(&mut headers, session, &settings, url);
+        let profile = session.profile();
+        rewrite::apply_session(&mut headers, session, &profile.settings, url);
         let mut req = Request::new(());
         *req.method_mut() = method;
         *req.uri_mut() = uri;
         *req.headers_mut() = headers;
         let (parts, ()) = req.into_parts();
-        session
-            .upstream()
-            .send_buffered(parts, body, timeouts)
-            .await
+        profile.upstream.send_buffered(parts, body, timeouts).await
     }
 
     /// CONNECT: identify the session, check the target, answer `200` and hand the
@@ -164,12 +200,12 @@ impl Proxy {
     ) -> Response<ProxyBody> {
         let admitted = self
             .identifier
-            .identify(req.headers(), conn)
-            .and_then(|guard| {
+            .identify(&self.policy(), req.headers(), conn)
+            .and_then(|(guard, profile)| {
                 let target = connect::connect_target(req.uri())?;
                 check_host(
                     guard.session(),
-                    &guard.session().settings(),
+                    &profile.settings,
                     &connect::bare_host(&target),
                 )?;
                 Ok((guard, target))
@@ -218,13 +254,16 @@ impl Proxy {
         conn: &ConnInfo,
         log: &mut ExchangeLog,
     ) -> Result<(http::response::Parts, Incoming, Duration), ProxyError> {
-        let guard = self.identifier.identify(req.headers(), conn)?;
+        let (guard, profile) = self
+            .identifier
+            .identify(&self.policy(), req.headers(), conn)?;
         let session = Arc::clone(guard.session());
         log.set_session(guard);
-        // One snapshot of the settings for the whole exchange (a PATCH applies to the next).
-        let settings = session.settings();
+        // One snapshot of the configuration for the whole exchange: a PATCH or a reload
+        // applies to the next one.
+        let settings = &profile.settings;
         let url = target_url(&req)?;
-        check_host(&session, &settings, hosts::url_host(&url))?;
+        check_host(&session, settings, hosts::url_host(&url))?;
 
         // A real upgrade (WebSocket and the like) over HTTP/1.1: the client's side of the
         // switch is taken out of the request before it is forwarded.
@@ -264,7 +303,7 @@ impl Proxy {
             (Outgoing::Stream(body), None)
         };
         let generation = session.generation();
-        rewrite::apply_session(&mut parts.headers, &session, &settings, &url);
+        rewrite::apply_session(&mut parts.headers, &session, settings, &url);
         log.set_request(parts.version, &parts.headers);
         // The client's protocol (HTTP/1.0, h2c) says nothing about the origin's.
         parts.version = Version::HTTP_11;
@@ -285,7 +324,7 @@ impl Proxy {
         }
 
         let timeouts = settings.timeouts;
-        let upstream = session.upstream();
+        let upstream = &profile.upstream;
         let mut resp = match body {
             Outgoing::Stream(body) => {
                 upstream

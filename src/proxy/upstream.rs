@@ -35,6 +35,7 @@ use tokio::time::Instant;
 use super::body::{Upload, UploadTimeout};
 use crate::config::{SessionSettings, Timeouts, UpstreamConfig, UpstreamProxy, UpstreamTls};
 use crate::error::ProxyError;
+use crate::live::Live;
 use crate::metrics::{ConnectionCount, Metrics};
 
 /// What must be equal for two sessions to share a pooled connection.
@@ -88,13 +89,8 @@ impl Upstream {
         Upstream {
             pools: DashMap::new(),
             resolver: Arc::new(Resolver {
-                pins: config
-                    .resolve
-                    .iter()
-                    .map(|((h, p), a)| (format!("{h}:{p}"), *a))
-                    .collect(),
+                rules: Live::new(DnsRules::new(config)),
                 cache: DashMap::new(),
-                ttl: config.dns_ttl,
             }),
             own_addrs: OwnAddrs::default(),
             metrics,
@@ -103,6 +99,19 @@ impl Upstream {
             system_roots: Arc::new(system_roots()),
             provider: Arc::new(rustls::crypto::ring::default_provider()),
         }
+    }
+
+    /// Applies a reloaded `[upstream]`: address pins and the DNS cache's lifetime (the
+    /// cache starts over). The pool limits are fixed at start.
+    pub fn reconfigure(&self, config: &UpstreamConfig) {
+        self.resolver.rules.set(Arc::new(DnsRules::new(config)));
+        self.resolver.cache.clear();
+    }
+
+    /// Forgets every client, so sessions configured from now on get new, empty pools.
+    /// Clients in use keep theirs until they are dropped.
+    pub fn new_pools(&self) {
+        self.pools.clear();
     }
 
     /// The client for a session's settings, created on first use of that identity.
@@ -288,6 +297,12 @@ pub struct UpstreamClient {
     parent_auth: Option<HeaderValue>,
     /// The same connector the pool uses, for blind tunnels.
     connector: Arc<ConnectorInner>,
+}
+
+impl std::fmt::Debug for UpstreamClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamClient").finish_non_exhaustive()
+    }
 }
 
 impl UpstreamClient {
@@ -631,11 +646,29 @@ fn target_of(uri: &Uri) -> Result<(String, u16), ConnectError> {
 
 /// Name resolution: pins, IP literals, then the system resolver behind a TTL cache.
 struct Resolver {
-    /// `host:port` → address.
-    pins: HashMap<String, SocketAddr>,
+    /// `upstream.resolve` and `upstream.dns_ttl`; a reload replaces them.
+    rules: Live<DnsRules>,
     /// host → its addresses (port 0) and when they expire. Bounded by [`DNS_CACHE_MAX`].
     cache: DashMap<String, (Arc<[IpAddr]>, Instant)>,
+}
+
+struct DnsRules {
+    /// `host:port` → address.
+    pins: HashMap<String, SocketAddr>,
     ttl: Duration,
+}
+
+impl DnsRules {
+    fn new(config: &UpstreamConfig) -> DnsRules {
+        DnsRules {
+            pins: config
+                .resolve
+                .iter()
+                .map(|((h, p), a)| (format!("{h}:{p}"), *a))
+                .collect(),
+            ttl: config.dns_ttl,
+        }
+    }
 }
 
 /// Names kept in the DNS cache. Past it, expired entries are swept; if that is not
@@ -644,7 +677,7 @@ const DNS_CACHE_MAX: usize = 4096;
 
 impl Resolver {
     async fn resolve(&self, host: &str, port: u16) -> Result<Arc<[SocketAddr]>, ConnectError> {
-        if let Some(pinned) = self.pins.get(&format!("{host}:{port}")) {
+        if let Some(pinned) = self.rules.get().pins.get(&format!("{host}:{port}")) {
             return Ok(Arc::from([*pinned]));
         }
         if let Ok(ip) = host.parse::<IpAddr>() {
@@ -675,7 +708,8 @@ impl Resolver {
         if found.is_empty() {
             return Err(dns_error("no addresses".into()));
         }
-        if !self.ttl.is_zero() {
+        let ttl = self.rules.get().ttl;
+        if !ttl.is_zero() {
             if self.cache.len() >= DNS_CACHE_MAX {
                 let now = Instant::now();
                 self.cache.retain(|_, (_, expires)| *expires > now);
@@ -683,10 +717,8 @@ impl Resolver {
                     self.cache.clear();
                 }
             }
-            self.cache.insert(
-                host.to_string(),
-                (Arc::clone(&found), Instant::now() + self.ttl),
-            );
+            self.cache
+                .insert(host.to_string(), (Arc::clone(&found), Instant::now() + ttl));
         }
         Ok(found)
     }
@@ -811,12 +843,14 @@ mod tests {
 
     fn resolver(ttl: Duration) -> Resolver {
         Resolver {
-            pins: HashMap::from([(
-                "pinned.test:80".to_string(),
-                "127.0.0.9:8000".parse().unwrap(),
-            )]),
+            rules: Live::new(DnsRules {
+                pins: HashMap::from([(
+                    "pinned.test:80".to_string(),
+                    "127.0.0.9:8000".parse().unwrap(),
+                )]),
+                ttl,
+            }),
             cache: DashMap::new(),
-            ttl,
         }
     }
 

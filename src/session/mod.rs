@@ -12,9 +12,10 @@ pub mod overrides;
 mod registry;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::config::{Secret, SessionSettings};
+use crate::live::Live;
 use crate::proxy::upstream::UpstreamClient;
 pub use jar::Jar;
 pub use overrides::HeaderOverrides;
@@ -28,17 +29,34 @@ pub enum Origin {
     Dynamic,
 }
 
-pub struct Session {
-    name: Arc<str>,
-    secret: Option<Secret>,
-    origin: Origin,
+/// What the configuration makes of a session: swapped whole by a reload or a `PATCH`,
+/// read as one `Arc` per exchange so an exchange never mixes two configurations.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub origin: Origin,
+    pub secret: Option<Secret>,
     /// The configured (or template) settings, before runtime overrides.
     base: Arc<SessionSettings>,
+    /// `base` with the runtime overrides laid over it: what requests get.
+    pub settings: Arc<SessionSettings>,
+    /// The shared pool for the settings' connection identity.
+    pub upstream: UpstreamClient,
+}
+
+/// What a session is configured as, before its runtime overrides.
+#[derive(Debug, Clone)]
+pub struct Configured {
+    pub origin: Origin,
+    pub secret: Option<Secret>,
+    pub settings: Arc<SessionSettings>,
+    pub upstream: UpstreamClient,
+}
+
+pub struct Session {
+    name: Arc<str>,
     /// What `PATCH /sessions/NAME` changed, as the store keeps it.
     overrides: Mutex<HeaderOverrides>,
-    /// `base` with `overrides` laid over it; swapped whole, read as one `Arc` per request.
-    settings: RwLock<Arc<SessionSettings>>,
-    upstream: UpstreamClient,
+    profile: Live<Profile>,
     jar: Mutex<Jar>,
     last_used: AtomicU64,
     in_flight: AtomicUsize,
@@ -58,7 +76,7 @@ impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session")
             .field("name", &self.name)
-            .field("origin", &self.origin)
+            .field("origin", &self.origin())
             .finish_non_exhaustive()
     }
 }
@@ -66,22 +84,15 @@ impl std::fmt::Debug for Session {
 impl Session {
     pub fn new(
         name: Arc<str>,
-        secret: Option<Secret>,
-        origin: Origin,
-        settings: Arc<SessionSettings>,
+        configured: Configured,
         overrides: HeaderOverrides,
-        upstream: UpstreamClient,
         jar: Jar,
     ) -> Session {
-        let effective = effective(&settings, &overrides);
+        let profile = profile(configured, &overrides);
         Session {
             name,
-            secret,
-            origin,
-            base: settings,
             overrides: Mutex::new(overrides),
-            settings: RwLock::new(effective),
-            upstream,
+            profile: Live::new(profile),
             jar: Mutex::new(jar),
             last_used: AtomicU64::new(tick()),
             in_flight: AtomicUsize::new(0),
@@ -97,18 +108,19 @@ impl Session {
         &self.name
     }
 
-    pub fn secret(&self) -> Option<&Secret> {
-        self.secret.as_ref()
+    /// The session as configured now. Hold the `Arc` for one exchange: a reload or a
+    /// `PATCH` meanwhile affects only later exchanges.
+    pub fn profile(&self) -> Arc<Profile> {
+        self.profile.get()
+    }
+
+    /// The effective settings (see [`profile`](Self::profile)).
+    pub fn settings(&self) -> Arc<SessionSettings> {
+        Arc::clone(&self.profile().settings)
     }
 
     pub fn origin(&self) -> Origin {
-        self.origin
-    }
-
-    /// The effective settings. Hold the `Arc` for one request: a `PATCH` meanwhile
-    /// affects only later requests.
-    pub fn settings(&self) -> Arc<SessionSettings> {
-        Arc::clone(&self.settings.read().unwrap_or_else(|p| p.into_inner()))
+        self.profile().origin
     }
 
     /// Lays `given` over the session's runtime overrides and swaps the effective settings
@@ -121,9 +133,20 @@ impl Session {
     ) -> R {
         let mut overrides = self.overrides.lock().unwrap_or_else(|p| p.into_inner());
         overrides.merge(given);
-        let next = effective(&self.base, &overrides);
-        *self.settings.write().unwrap_or_else(|p| p.into_inner()) = next;
+        let current = self.profile();
+        let next = Profile {
+            settings: effective(&current.base, &overrides),
+            ..Profile::clone(&current)
+        };
+        self.profile.set(Arc::new(next));
         persist(&overrides)
+    }
+
+    /// Applies a reloaded configuration; the runtime overrides stay laid over it.
+    pub fn reconfigure(&self, configured: Configured) {
+        // Under the overrides' lock, so a concurrent PATCH is not lost.
+        let overrides = self.overrides.lock().unwrap_or_else(|p| p.into_inner());
+        self.profile.set(Arc::new(profile(configured, &overrides)));
     }
 
     /// Exchanges started on this session.
@@ -134,10 +157,6 @@ impl Session {
     /// Unix seconds of the last exchange start, if any.
     pub fn last_request(&self) -> Option<u64> {
         Some(self.last_request.load(Ordering::Relaxed)).filter(|&t| t != 0)
-    }
-
-    pub fn upstream(&self) -> &UpstreamClient {
-        &self.upstream
     }
 
     /// Locks the jar. Callers keep the guard for one synchronous step only.
@@ -214,6 +233,16 @@ impl Drop for ExchangeGuard {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.0.last_used.store(tick(), Ordering::Relaxed);
+    }
+}
+
+fn profile(configured: Configured, overrides: &HeaderOverrides) -> Profile {
+    Profile {
+        origin: configured.origin,
+        secret: configured.secret,
+        settings: effective(&configured.settings, overrides),
+        base: configured.settings,
+        upstream: configured.upstream,
     }
 }
 

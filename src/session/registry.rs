@@ -2,15 +2,18 @@
 //! from `[template]`. A `max_sessions` cap is kept by evicting the least recently used
 //! idle session made on demand, never by refusing a request.
 //!
-//! This is the seam where the durable store will sit: a miss here will first look there.
+//! The map is a cache in front of the durable store: a miss looks there first. A reload
+//! swaps the registry's defaults and reconfigures every session in memory in one pass.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use dashmap::DashMap;
 
 use super::name::valid_session_name;
-use super::{ExchangeGuard, HeaderOverrides, Origin, Session};
-use crate::config::{Config, CookieLimits, SessionSettings};
+use super::{Configured, ExchangeGuard, HeaderOverrides, Origin, Session};
+use crate::config::{Config, CookieLimits, Secret, SessionSettings};
+use crate::live::Live;
 use crate::proxy::upstream::{TlsSetupError, Upstream, UpstreamClient};
 use crate::session::Jar;
 use crate::store::{Store, StoreError};
@@ -29,15 +32,65 @@ pub enum RegistryError {
 
 pub struct Registry {
     sessions: DashMap<Arc<str>, Arc<Session>>,
-    template: Arc<SessionSettings>,
-    dynamic: bool,
-    max_sessions: usize,
+    /// What sessions made on demand start with, and the rules for making them.
+    defaults: Live<Defaults>,
+    /// Fixed for the daemon's life: jars are made with them (a change needs a restart).
     limits: CookieLimits,
-    /// The upstream client of every session made from the template, built once.
-    template_upstream: UpstreamClient,
     /// Where sessions live between restarts; the map above is a cache in front of it.
     store: Arc<dyn Store>,
 }
+
+/// The registry's share of the configuration.
+struct Defaults {
+    template: Arc<SessionSettings>,
+    /// The upstream client of every session made from the template, built once.
+    template_upstream: UpstreamClient,
+    dynamic: bool,
+    max_sessions: usize,
+    /// `[sessions.NAME]` tables by name.
+    configured: HashMap<Arc<str>, (Option<Secret>, Arc<SessionSettings>, UpstreamClient)>,
+    /// Names that exist without a table of their own: `default` and `[[clients]]` sessions.
+    implied: HashSet<Arc<str>>,
+}
+
+impl Defaults {
+    /// What `name` is configured as: its own table, or the template.
+    fn configured(&self, name: &str) -> Configured {
+        match self.configured.get(name) {
+            Some((secret, settings, upstream)) => Configured {
+                origin: Origin::Configured,
+                secret: secret.clone(),
+                settings: Arc::clone(settings),
+                upstream: upstream.clone(),
+            },
+            None => Configured {
+                origin: if self.implied.contains(name) {
+                    Origin::Configured
+                } else {
+                    Origin::Dynamic
+                },
+                secret: None,
+                settings: Arc::clone(&self.template),
+                upstream: self.template_upstream.clone(),
+            },
+        }
+    }
+
+    fn names(&self) -> impl Iterator<Item = &Arc<str>> {
+        self.configured.keys().chain(self.implied.iter())
+    }
+}
+
+/// A configuration checked and ready to apply: every fallible step (TLS settings, store
+/// reads) is done, so applying it cannot fail halfway.
+pub struct Prepared {
+    defaults: Arc<Defaults>,
+    /// What the store has for configured sessions that are not in memory.
+    stored: Vec<(Arc<str>, Stored)>,
+}
+
+/// A session's jar and runtime settings as the store has them; `None` if it has nothing.
+type Stored = Option<(Jar, HeaderOverrides)>;
 
 impl Registry {
     /// Creates every configured session, `default`, and each session named by
@@ -49,40 +102,81 @@ impl Registry {
         upstream: &Upstream,
         store: Arc<dyn Store>,
     ) -> Result<Registry, RegistryError> {
-        warn_if_unverified("template", &config.template);
+        let defaults = Arc::new(Registry::defaults(config, upstream)?);
         let registry = Registry {
             sessions: DashMap::new(),
-            template: Arc::clone(&config.template),
-            dynamic: config.proxy.dynamic_sessions,
-            max_sessions: config.proxy.max_sessions,
+            defaults: Live::shared(Arc::clone(&defaults)),
             limits: config.proxy.cookies,
-            template_upstream: upstream.client_for(&config.template)?,
             store,
         };
-        for s in &config.sessions {
-            warn_if_unverified(&s.name, &s.settings);
-            let (jar, overrides) = registry
-                .stored(&s.name)?
-                .unwrap_or_else(|| (Jar::new(registry.limits), HeaderOverrides::default()));
-            registry.insert(Session::new(
-                Arc::from(s.name.as_str()),
-                s.secret.clone(),
-                Origin::Configured,
-                Arc::clone(&s.settings),
-                overrides,
-                upstream.client_for(&s.settings)?,
-                jar,
-            ));
-        }
-        let implied =
-            std::iter::once("default").chain(config.clients.iter().map(|c| c.session.as_str()));
-        for name in implied {
-            if registry.get(name).is_none() {
-                let stored = registry.stored(name)?;
-                registry.insert(registry.new_from_template(name, Origin::Configured, stored));
+        let stored = registry.missing(&defaults)?;
+        registry.apply(Prepared { defaults, stored });
+        Ok(registry)
+    }
+
+    /// Checks a new configuration and reads what it needs, changing nothing yet.
+    pub fn prepare(&self, config: &Config, upstream: &Upstream) -> Result<Prepared, RegistryError> {
+        let defaults = Arc::new(Registry::defaults(config, upstream)?);
+        let stored = self.missing(&defaults)?;
+        Ok(Prepared { defaults, stored })
+    }
+
+    /// What the store has for the configured sessions that are not in memory.
+    fn missing(&self, defaults: &Defaults) -> Result<Vec<(Arc<str>, Stored)>, RegistryError> {
+        let mut stored = Vec::new();
+        for name in defaults.names() {
+            if !self.sessions.contains_key(name) {
+                stored.push((Arc::clone(name), self.stored(name)?));
             }
         }
-        Ok(registry)
+        Ok(stored)
+    }
+
+    /// Makes a prepared configuration current: sessions in memory take their new
+    /// settings (exchanges already running finish on the old ones), configured sessions
+    /// not in memory are loaded, and the template applies to sessions made from now on.
+    pub fn apply(&self, prepared: Prepared) {
+        let Prepared { defaults, stored } = prepared;
+        // Swapped first: a session created from here on reads the new defaults inside
+        // the map's entry lock, so the pass below either sees it or it was made new.
+        self.defaults.set(Arc::clone(&defaults));
+        for entry in self.sessions.iter() {
+            entry.value().reconfigure(defaults.configured(entry.key()));
+        }
+        for (name, stored) in stored {
+            let session = self
+                .sessions
+                .entry(Arc::clone(&name))
+                .or_insert_with(|| Arc::new(self.session(&defaults, &name, stored)));
+            // Made meanwhile (by a request, from the new defaults): nothing to do.
+            session.value().reconfigure(defaults.configured(&name));
+        }
+    }
+
+    fn defaults(config: &Config, upstream: &Upstream) -> Result<Defaults, RegistryError> {
+        warn_if_unverified("template", &config.template);
+        let mut configured = HashMap::new();
+        for s in &config.sessions {
+            warn_if_unverified(&s.name, &s.settings);
+            let client = upstream.client_for(&s.settings)?;
+            configured.insert(
+                Arc::from(s.name.as_str()),
+                (s.secret.clone(), Arc::clone(&s.settings), client),
+            );
+        }
+        let implied = std::iter::once("default")
+            .chain(config.clients.iter().map(|c| c.session.as_str()))
+            .filter(|name| !configured.contains_key(*name))
+            .map(Arc::from)
+            .collect();
+        Ok(Defaults {
+            template: Arc::clone(&config.template),
+            template_upstream: upstream.client_for(&config.template)?,
+            dynamic: config.proxy.dynamic_sessions,
+            max_sessions: config.proxy.max_sessions,
+            configured,
+            implied,
+        })
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Session>> {
@@ -118,7 +212,7 @@ impl Registry {
         let guard = self
             .sessions
             .entry(Arc::from(name))
-            .or_insert_with(|| Arc::new(self.new_from_template(name, Origin::Dynamic, stored)))
+            .or_insert_with(|| Arc::new(self.session(&self.defaults.get(), name, stored)))
             .value()
             .hold();
         Ok(Some(guard))
@@ -147,18 +241,20 @@ impl Registry {
         // Not in memory: maybe in the store (evicted, or from before a restart). A session
         // the store knows is loaded even with sessions on demand off: it exists.
         let stored = self.stored(name)?;
-        if stored.is_none() && !self.dynamic {
+        let defaults = self.defaults.get();
+        if stored.is_none() && !defaults.dynamic {
             return Err(RegistryError::Unknown);
         }
-        if self.sessions.len() >= self.max_sessions {
-            self.evict_one();
+        if self.sessions.len() >= defaults.max_sessions {
+            self.evict_one(defaults.max_sessions);
         }
         // Two requests may race to create the same name; the entry API makes one win and
-        // both use it. The guard is held only for this synchronous insert.
+        // both use it. The guard is held only for this synchronous insert. The defaults
+        // are read again inside it: a reload may have swapped them since.
         let guard = self
             .sessions
             .entry(Arc::from(name))
-            .or_insert_with(|| Arc::new(self.new_from_template(name, Origin::Dynamic, stored)))
+            .or_insert_with(|| Arc::new(self.session(&self.defaults.get(), name, stored)))
             .value()
             .begin_exchange();
         Ok(guard)
@@ -175,7 +271,7 @@ impl Registry {
     /// Removes the least recently used idle session made on demand. If every such
     /// session is busy the cap is exceeded for now: the excess is bounded by the number of
     /// connections, and refusing the request would be worse.
-    fn evict_one(&self) {
+    fn evict_one(&self, max_sessions: usize) {
         // Collect first, remove after: removing while iterating would deadlock on the
         // shard the iterator holds.
         let victim = self
@@ -193,36 +289,23 @@ impl Registry {
                 }
             }
             None => tracing::warn!(
-                max_sessions = self.max_sessions,
+                max_sessions,
                 "every session made on demand is busy; exceeding proxy.max_sessions for now"
             ),
         }
     }
 
-    /// A session made from the template, with what the store had for it, if anything.
-    fn new_from_template(
-        &self,
-        name: &str,
-        origin: Origin,
-        stored: Option<(Jar, HeaderOverrides)>,
-    ) -> Session {
+    /// A session as `defaults` configure it, with what the store had for it, if anything.
+    fn session(&self, defaults: &Defaults, name: &str, stored: Stored) -> Session {
         let (jar, overrides) =
             stored.unwrap_or_else(|| (Jar::new(self.limits), HeaderOverrides::default()));
-        Session::new(
-            Arc::from(name),
-            None,
-            origin,
-            Arc::clone(&self.template),
-            overrides,
-            self.template_upstream.clone(),
-            jar,
-        )
+        Session::new(Arc::from(name), defaults.configured(name), overrides, jar)
     }
 
     /// The session's jar and runtime header settings as the store has them, if the store
     /// knows the session. Stored settings that no longer parse are logged and ignored:
     /// the session still loads, with its configured settings.
-    fn stored(&self, name: &str) -> Result<Option<(Jar, HeaderOverrides)>, RegistryError> {
+    fn stored(&self, name: &str) -> Result<Stored, RegistryError> {
         let Some(cookies) = self.store.load(name).map_err(RegistryError::Store)? else {
             return Ok(None);
         };
@@ -242,11 +325,6 @@ impl Registry {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
-    }
-
-    fn insert(&self, session: Session) {
-        self.sessions
-            .insert(Arc::clone(session.name()), Arc::new(session));
     }
 }
 

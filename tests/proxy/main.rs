@@ -9,6 +9,7 @@ mod hooks;
 mod https;
 mod identify;
 mod observe;
+mod reload;
 mod rewrite;
 mod server;
 mod store;
