@@ -384,7 +384,7 @@ impl Config {
 type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 fn validate(mut raw: raw::RawConfig, env: EnvLookup<'_>) -> Result<Config, ConfigError> {
-    let proxy = validate_proxy(raw.proxy)?;
+    let proxy = validate_proxy(raw.proxy, env)?;
     let token = match (raw.admin.token.take(), raw.admin.token_file.take()) {
         (Some(_), Some(_)) => {
             return Err(ConfigError::invalid(
@@ -560,7 +560,7 @@ fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
         && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
 }
 
-fn validate_proxy(raw: raw::RawProxy) -> Result<ProxyConfig, ConfigError> {
+fn validate_proxy(raw: raw::RawProxy, env: EnvLookup<'_>) -> Result<ProxyConfig, ConfigError> {
     let listen = match raw.listen {
         Some(list) => parse_addrs("proxy.listen", list.into_vec())?,
         None => vec![SocketAddr::from(([127, 0, 0, 1], 8080))],
@@ -571,9 +571,12 @@ fn validate_proxy(raw: raw::RawProxy) -> Result<ProxyConfig, ConfigError> {
             "needs at least one address",
         ));
     }
+    // Under systemd, `StateDirectory=` hands over its path(s), colon-separated; the first
+    // is ours.
     let state_dir = raw.state_dir.unwrap_or_else(|| {
-        std::env::var_os("STATE_DIRECTORY")
-            .map(PathBuf::from)
+        env("STATE_DIRECTORY")
+            .and_then(|dirs| dirs.split(':').next().map(PathBuf::from))
+            .filter(|dir| !dir.as_os_str().is_empty())
             .unwrap_or_else(|| PathBuf::from("state"))
     });
     let positive = |key: &str, v: Option<usize>, default: usize| match v {

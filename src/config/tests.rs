@@ -1199,3 +1199,33 @@ fn hooks_are_validated_and_global_ones_follow_the_sessions() {
         "the template gets the global hooks"
     );
 }
+
+#[test]
+fn the_state_dir_comes_from_systemd_when_the_file_names_none() {
+    let under_systemd = |vars: &[(&str, &str)], text: &str| {
+        load_with_env(text, vars)
+            .map(|c| c.proxy.state_dir)
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    assert_eq!(under_systemd(&[], ""), PathBuf::from("state"));
+    assert_eq!(
+        under_systemd(&[("STATE_DIRECTORY", "/var/lib/sessiond")], ""),
+        PathBuf::from("/var/lib/sessiond")
+    );
+    assert_eq!(
+        under_systemd(
+            &[("STATE_DIRECTORY", "/var/lib/sessiond:/var/lib/other")],
+            ""
+        ),
+        PathBuf::from("/var/lib/sessiond"),
+        "several directories: the first"
+    );
+    assert_eq!(
+        under_systemd(
+            &[("STATE_DIRECTORY", "/var/lib/sessiond")],
+            "[proxy]\nstate_dir = \"/srv/s\"\n"
+        ),
+        PathBuf::from("/srv/s"),
+        "the file wins"
+    );
+}
