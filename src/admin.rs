@@ -35,6 +35,15 @@ use crate::proxy::body::ProxyBody;
 use crate::session::formats;
 use crate::session::{ExchangeGuard, Origin, RegistryError};
 
+/// The token of `Authorization: Bearer TOKEN`, if the request has one.
+fn bearer<B>(req: &Request<B>) -> Option<&str> {
+    req.headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+}
+
 /// The largest cookie import accepted.
 const MAX_IMPORT_BYTES: usize = 16 * 1024 * 1024;
 
@@ -97,13 +106,7 @@ impl Admin {
                 ))
             };
         };
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
-        match given {
+        match bearer(req) {
             Some(t) if token.matches(t) => Ok(()),
             _ => Err(Failure(
                 StatusCode::UNAUTHORIZED,
@@ -189,7 +192,14 @@ impl Admin {
     /// `?secrets=true` comes with the admin token.
     fn har(&self, name: &str, req: &Request<Incoming>) -> Reply {
         let secrets = query(req, "secrets").as_deref() == Some("true");
-        if secrets && self.token.get().is_none() {
+        // Asked again here, of the token as it is now: a reload may have set one since
+        // `authorize` let a loopback caller in without.
+        let token = self.token.get();
+        let proven = token
+            .as_ref()
+            .as_ref()
+            .is_some_and(|t| bearer(req).is_some_and(|b| t.matches(b)));
+        if secrets && !proven {
             return Err(Failure(
                 StatusCode::FORBIDDEN,
                 "secrets=true needs admin.token to be configured (and sent)".into(),

@@ -512,7 +512,8 @@ fn validate(mut raw: raw::RawConfig, env: EnvLookup<'_>) -> Result<Config, Confi
 }
 
 /// Refuses duplicate listeners and any setup that would make an open proxy.
-fn check_listeners(config: &Config) -> Result<(), ConfigError> {
+/// The open-proxy and overlap rules for every listener of `config`.
+pub(crate) fn check_listeners(config: &Config) -> Result<(), ConfigError> {
     let restricted = config.proxy.require_auth || !config.clients.is_empty();
     let mut seen: Vec<(SocketAddr, String)> = Vec::new();
     let named = config

@@ -178,7 +178,7 @@ impl Tunnels {
         let inner = Arc::new(ConnInfo {
             peer: conn.peer,
             listener_session: conn.listener_session.clone(),
-            client_allowed: conn.client_allowed,
+            gate: conn.gate.clone(),
             tunnel: Some(TunnelInfo {
                 session: Arc::clone(session.name()),
                 scheme,

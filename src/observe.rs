@@ -271,7 +271,11 @@ fn headers(map: Option<&HeaderMap>, secrets: bool, extra: &[HeaderName]) -> Vec<
     let Some(map) = map else { return Vec::new() };
     map.iter()
         .map(|(name, value)| {
-            let hidden = !secrets && (SECRET_HEADERS.contains(name) || extra.contains(name));
+            // Values marked sensitive (injected credentials, the merged Cookie) are hidden
+            // whatever their name: a reload may have renamed or removed the credential
+            // that put one there.
+            let hidden = !secrets
+                && (value.is_sensitive() || SECRET_HEADERS.contains(name) || extra.contains(name));
             let value = if hidden {
                 "<redacted>".to_string()
             } else {

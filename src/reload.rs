@@ -9,7 +9,18 @@
 //! durability, connection and header limits, cookie limits, the CA files, the pool) keep
 //! their running value: each changed one is named in a log line saying a restart applies it.
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
+use crate::session::RegistryError;
+
+/// Why a reload was refused; the running configuration stays.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The new file with the running listeners would be refused (an open proxy).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+}
 
 /// Keeps the running value of every key a reload cannot apply, in `new`, and returns the
 /// keys that differed: after this, `new` describes the daemon as it will really run.

@@ -33,11 +33,11 @@ use crate::config::Config;
 use crate::connect::Tunnels;
 use crate::metrics::{ConnectionCount, Metrics};
 use crate::observe::Observer;
-use crate::proxy::identify::Identifier;
+use crate::proxy::identify::{ClientGate, Identifier};
 use crate::proxy::upstream::Upstream;
 use crate::proxy::{ConnInfo, Policy, Proxy};
 use crate::reload;
-use crate::session::{Registry, RegistryError};
+use crate::session::Registry;
 use crate::store::StoreError;
 use crate::store::sqlite::SqliteStore;
 
@@ -182,7 +182,7 @@ impl Daemon {
                 let conn = Arc::new(ConnInfo {
                     peer: accepted.peer,
                     listener_session: session.clone(),
-                    client_allowed: gate.admits(&proxy.policy(), accepted.peer),
+                    gate: gate.clone(),
                     tunnel: None,
                     activity: accepted.activity,
                     slot: accepted.slot,
@@ -256,13 +256,16 @@ impl Daemon {
     /// none of it. Exchanges already running finish on the configuration they started
     /// with. Returns the changed keys that only a restart applies (see [`reload`]); they
     /// keep their running values.
-    pub fn reload(&mut self, mut config: Config) -> Result<Vec<String>, RegistryError> {
+    pub fn reload(&mut self, mut config: Config) -> Result<Vec<String>, reload::ReloadError> {
         let restart_needed = reload::keep_fixed(&self.config, &mut config);
-        // New address pins must not meet connections pooled under the old ones: every
-        // session gets fresh pools (the old ones close as their exchanges end).
-        if config.upstream.resolve != self.config.upstream.resolve {
-            self.upstream.new_pools();
-        }
+        // The file passed the open-proxy rule with its own listeners; the daemon keeps
+        // its running ones, so the rule is asked again of what will really run (a file
+        // with a loopback listener must not drop `require_auth` from a 0.0.0.0 one).
+        crate::config::check_listeners(&config)?;
+        // Every reload starts new pools, so certificates, keys and bundles renewed in
+        // place are read again and checked, and no connection made under old address
+        // pins is reused. Exchanges in flight finish on the old pools, which then close.
+        self.upstream.new_pools();
         // Everything that can fail (TLS settings, store reads) happens here, before any
         // change is made.
         let prepared = self.proxy.registry().prepare(&config, &self.upstream)?;
@@ -408,30 +411,6 @@ impl Drop for ActiveGuard {
     fn drop(&mut self) {
         self.0.touch();
         self.0.active.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Decides at accept time whether a peer may use a listener. Loopback listeners and
-/// `require_auth` (checked per request) are open; otherwise only `[[clients]]` may connect,
-/// and on a session's own port only that session's entries count: a peer listed for
-/// another session must not reach this one without its secret. The policy is the one
-/// current at accept, so a reload applies to the connections that come after it.
-struct ClientGate {
-    loopback: bool,
-    /// The listener's own session, if it is one's.
-    session: Option<Arc<str>>,
-}
-
-impl ClientGate {
-    /// `peer` is canonical (see [`canonical`]).
-    fn admits(&self, policy: &Policy, peer: SocketAddr) -> bool {
-        let ip = peer.ip();
-        self.loopback
-            || policy.require_auth
-            || ip.is_loopback()
-            || policy.clients.iter().any(|c| {
-                self.session.as_deref().is_none_or(|s| s == c.session) && c.net.contains(&ip)
-            })
     }
 }
 

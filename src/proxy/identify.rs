@@ -17,6 +17,32 @@ use crate::config::ClientRule;
 use crate::error::ProxyError;
 use crate::session::{ExchangeGuard, Profile, Registry, RegistryError};
 
+/// Whether a peer may use a listener. Loopback listeners and `require_auth` (checked per
+/// request) are open; otherwise only `[[clients]]` may use it, and on a session's own
+/// port only that session's entries count: a peer listed for another session must not
+/// reach this one without its secret. Asked on every request, against the policy of that
+/// moment, so a reload that narrows `[[clients]]` or drops `require_auth` applies to
+/// connections (and tunnels) opened before it too.
+#[derive(Debug, Clone)]
+pub struct ClientGate {
+    pub loopback: bool,
+    /// The listener's own session, if it is one's.
+    pub session: Option<Arc<str>>,
+}
+
+impl ClientGate {
+    /// `peer` is canonical (IPv4-mapped addresses unmapped).
+    pub fn admits(&self, policy: &Policy, peer: std::net::SocketAddr) -> bool {
+        let ip = peer.ip();
+        self.loopback
+            || policy.require_auth
+            || ip.is_loopback()
+            || policy.clients.iter().any(|c| {
+                self.session.as_deref().is_none_or(|s| s == c.session) && c.net.contains(&ip)
+            })
+    }
+}
+
 /// What identification needs besides the request.
 pub struct Identifier {
     pub registry: Registry,
@@ -37,7 +63,7 @@ impl Identifier {
         headers: &HeaderMap,
         conn: &ConnInfo,
     ) -> Result<(ExchangeGuard, Arc<Profile>), ProxyError> {
-        if !conn.client_allowed {
+        if !conn.gate.admits(policy, conn.peer) {
             return Err(ProxyError::ClientForbidden(conn.peer.ip()));
         }
         let creds = proxy_credentials(headers)?;

@@ -47,8 +47,8 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// Set when the connection arrived on a session's own listener.
     pub listener_session: Option<Arc<str>>,
-    /// False on a non-loopback listener for a peer no `[[clients]]` entry admits.
-    pub client_allowed: bool,
+    /// Who may use the listener the connection came in on (asked per request).
+    pub gate: identify::ClientGate,
     /// Set on the connections decrypted (or read in plain) inside a CONNECT tunnel.
     pub tunnel: Option<TunnelInfo>,
     /// The connection's activity, for its idle timeout.

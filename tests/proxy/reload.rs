@@ -163,7 +163,8 @@ async fn an_unusable_configuration_changes_nothing() {
     let mut proxy = start("[sessions.app]\nheaders = { \"X-Conf\" = \"1\" }\n").await;
     let (cert, key) = mismatched_identity();
     let broken = format!(
-        "[sessions.app]\nheaders = {{ \"X-Conf\" = \"2\" }}\n\
+        "[template]\nheaders = {{ \"X-Tmpl\" = \"new\" }}\n\
+         [sessions.app]\nheaders = {{ \"X-Conf\" = \"2\" }}\n\
          [sessions.mtls]\nclient_cert = {:?}\nclient_key = {:?}\n",
         cert.display().to_string(),
         key.display().to_string()
@@ -181,14 +182,15 @@ async fn an_unusable_configuration_changes_nothing() {
         ["1"],
         "the running configuration stays"
     );
-    let mtls = send(
+    let dynamic = send(
         proxy.proxy_addr(),
-        get(&origin.url("/echo")).header("x-session", "mtls"),
+        get(&origin.url("/echo")).header("x-session", "made-later"),
     )
     .await;
+    assert_eq!(dynamic.status, 200);
     assert!(
-        mtls.seen("x-conf").is_empty(),
-        "no half-applied session from the refused file"
+        dynamic.seen("x-tmpl").is_empty(),
+        "nothing of the refused file applies, not even its template"
     );
 }
 
@@ -273,4 +275,64 @@ async fn keys_fixed_at_start_are_reported_and_keep_running() {
     .expect("the rest of the file applies");
     assert_eq!(restart, ["proxy.max_header_bytes", "proxy.har_entries"]);
     assert_eq!(proxy.config().proxy.max_header_bytes, 64 * 1024);
+}
+
+/// The policy is asked per request: a connection opened before the reload gets the new
+/// rules on its next request.
+#[tokio::test]
+async fn require_auth_applies_to_connections_opened_before_the_reload() {
+    let origin = Origin::start().await;
+    let vault = "[sessions.vault]\nsecret = \"pw\"\n";
+    let mut proxy = start(vault).await;
+    let mut conn = Conn::open(proxy.proxy_addr()).await;
+    assert_eq!(conn.send(get(&origin.url("/echo"))).await.status, 200);
+
+    reloaded(
+        &mut proxy,
+        &format!("[proxy]\nrequire_auth = true\n{vault}"),
+    );
+    assert_eq!(conn.send(get(&origin.url("/echo"))).await.status, 407);
+    let with_secret = conn
+        .send(get(&origin.url("/echo")).header("proxy-authorization", proxy_auth("vault", "pw")))
+        .await;
+    assert_eq!(with_secret.status, 200);
+}
+
+/// Listeners keep running through a reload, so the open-proxy rule is asked of them and
+/// the new file together: dropping require_auth from a 0.0.0.0 daemon is refused.
+#[tokio::test]
+async fn a_reload_cannot_open_a_wildcard_listener() {
+    let mut open = config("[proxy]\nrequire_auth = true\n");
+    open.proxy.listen = vec![std::net::SocketAddr::from(([0, 0, 0, 0], 0))];
+    let mut proxy = Daemon::start(open).await.expect("daemon starts");
+    let err = reload(&mut proxy, "").expect_err("an open proxy is refused");
+    assert!(err.contains("proxy.listen"), "{err}");
+    assert!(proxy.config().proxy.require_auth, "the running rule stays");
+}
+
+/// A credential removed by a reload still does not show in the HAR of the exchanges it
+/// was sent with.
+#[tokio::test]
+async fn har_keeps_hiding_a_credential_the_reload_removed() {
+    let origin = Origin::start().await;
+    let keyed = "[[sessions.app.auth]]\nscheme = \"header\"\nheader = \"X-Api-Key\"\n\
+                 value = \"k3y-never-shown\"\nhosts = [\"127.0.0.1\"]\n";
+    let mut proxy = start(keyed).await;
+    let sent = send(
+        proxy.proxy_addr(),
+        get(&origin.url("/echo")).header("x-session", "app"),
+    )
+    .await;
+    assert_eq!(sent.seen("x-api-key"), ["k3y-never-shown"]);
+
+    reloaded(&mut proxy, "[sessions.app]\n");
+    let admin = proxy.admin_addr();
+    let req = http::Request::builder()
+        .uri("/sessions/app/har")
+        .header("host", admin.to_string());
+    let har = Conn::open(admin).await.send(req).await;
+    assert_eq!(har.status, 200);
+    let text = har.text();
+    assert!(text.contains("x-api-key"), "the header is listed: {text}");
+    assert!(!text.contains("k3y-never-shown"), "{text}");
 }
