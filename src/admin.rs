@@ -424,7 +424,7 @@ fn describe(session: &crate::session::Session) -> Value {
     json!({
         "name": session.name().as_ref(),
         "configured": session.origin() == Origin::Configured,
-        "has_secret": session.profile().secret.is_some(),
+        "has_secret": session.profile().configured.secret.is_some(),
         "cookies": session.jar().len(),
         "requests": session.requests(),
         "last_used": session.last_request(),

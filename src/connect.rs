@@ -222,7 +222,13 @@ async fn blind<I>(mut client: I, target: &Authority, session: &Session, log: &mu
 where
     I: AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    let mut upstream = match session.profile().upstream.open_tunnel(target).await {
+    let mut upstream = match session
+        .profile()
+        .configured
+        .upstream
+        .open_tunnel(target)
+        .await
+    {
         Ok(s) => s,
         Err(e) => {
             tracing::warn!(target = %target, error = %e, "cannot open a blind tunnel");

@@ -8,7 +8,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::sync::mpsc;
@@ -658,19 +658,10 @@ fn events_prints_the_exchanges_of_the_watched_session() {
 
 /// `GET http://ADMIN/healthz` through the proxy at `proxy`, in `session`.
 fn proxied_get(proxy: SocketAddr, admin: SocketAddr, session: &str) -> String {
-    let mut stream = TcpStream::connect(proxy).expect("connect to the proxy");
-    stream
-        .set_read_timeout(Some(DEADLINE))
-        .expect("set a read timeout");
-    write!(
-        stream,
-        "GET http://{admin}/healthz HTTP/1.1\r\nHost: {admin}\r\nX-Session: {session}\r\n\
-         Connection: close\r\n\r\n"
+    http_request(
+        proxy,
+        &format!("http://{admin}/healthz"),
+        &admin.to_string(),
+        &format!("X-Session: {session}\r\n"),
     )
-    .expect("send a request");
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .expect("read the response");
-    response
 }

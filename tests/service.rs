@@ -7,8 +7,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener};
 use std::os::unix::net::UnixDatagram;
 use std::sync::mpsc;
 use std::thread;
@@ -56,20 +56,7 @@ impl Origin {
 
 /// `GET http://ORIGIN/` through the proxy; the whole response as text.
 fn get_through(proxy: SocketAddr, origin: SocketAddr) -> String {
-    let mut stream = TcpStream::connect(proxy).expect("connect to the proxy");
-    stream
-        .set_read_timeout(Some(DEADLINE))
-        .expect("set a read timeout");
-    write!(
-        stream,
-        "GET http://{origin}/ HTTP/1.1\r\nHost: {origin}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("send the request");
-    let mut response = String::new();
-    stream
-        .read_to_string(&mut response)
-        .expect("read the response");
-    response
+    http_request(proxy, &format!("http://{origin}/"), &origin.to_string(), "")
 }
 
 /// A daemon on ephemeral ports whose config file the test rewrites.
@@ -144,47 +131,65 @@ fn sighup_applies_a_good_file_and_keeps_the_old_one_when_the_new_is_broken() {
     assert!(!third.contains("three"), "{third}");
 }
 
-/// The next datagram on `socket` that contains `want`, skipping others (watchdog pings).
-fn datagram_with(socket: &UnixDatagram, want: &str) -> String {
-    let mut seen = Vec::new();
-    let mut buf = vec![0u8; 4096];
-    loop {
-        match socket.recv(&mut buf) {
-            Ok(n) => {
-                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-                if text.lines().any(|l| l == want) {
-                    return text;
+/// A unix datagram socket standing in for systemd's `NOTIFY_SOCKET`.
+struct NotifySocket {
+    socket: UnixDatagram,
+    /// The socket's path, for the daemon's environment.
+    path: String,
+    _dir: TempDirPath,
+}
+
+impl NotifySocket {
+    fn bind(name: &str) -> NotifySocket {
+        let dir = TempDirPath::new(name);
+        std::fs::create_dir_all(&dir.0).expect("create the socket dir");
+        let path = dir.0.join("notify.sock");
+        let socket = UnixDatagram::bind(&path).expect("bind the notify socket");
+        socket
+            .set_read_timeout(Some(DEADLINE))
+            .expect("set a read timeout");
+        NotifySocket {
+            socket,
+            path: path.display().to_string(),
+            _dir: dir,
+        }
+    }
+
+    /// The next datagram that has the line `want`, skipping others (watchdog pings).
+    fn next_with(&self, want: &str) -> String {
+        let mut seen = Vec::new();
+        let mut buf = vec![0u8; 4096];
+        loop {
+            match self.socket.recv(&mut buf) {
+                Ok(n) => {
+                    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    if text.lines().any(|l| l == want) {
+                        return text;
+                    }
+                    seen.push(text);
                 }
-                seen.push(text);
+                Err(e) => panic!("no {want} datagram ({e}); got {seen:?}"),
             }
-            Err(e) => panic!("no {want} datagram ({e}); got {seen:?}"),
         }
     }
 }
 
 #[test]
 fn the_service_manager_hears_ready_reloading_watchdog_and_stopping() {
-    let dir = TempDirPath::new("notify");
-    std::fs::create_dir_all(&dir.0).expect("create the socket dir");
-    let socket_path = dir.0.join("notify.sock");
-    let socket = UnixDatagram::bind(&socket_path).expect("bind the notify socket");
-    socket
-        .set_read_timeout(Some(DEADLINE))
-        .expect("set a read timeout");
+    let notify = NotifySocket::bind("notify");
     let state = TempDirPath::new("notify-state");
     let config = TempConfig::new(&config_with(&state, ""));
-    let socket_env = socket_path.display().to_string();
     let mut daemon = Daemon::start_with_env(
         &config,
         &["--log-format", "json"],
         &[
-            ("NOTIFY_SOCKET", socket_env.as_str()),
+            ("NOTIFY_SOCKET", notify.path.as_str()),
             ("WATCHDOG_USEC", "200000"),
         ],
     );
 
     // READY=1 comes with the addresses, and only once they accept connections.
-    let ready = datagram_with(&socket, "READY=1");
+    let ready = notify.next_with("READY=1");
     let status = ready
         .lines()
         .find_map(|l| l.strip_prefix("STATUS="))
@@ -196,18 +201,18 @@ fn the_service_manager_hears_ready_reloading_watchdog_and_stopping() {
     let health = http_get(admin, "/healthz");
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
 
-    datagram_with(&socket, "WATCHDOG=1");
+    notify.next_with("WATCHDOG=1");
 
     signal(daemon.pid, "HUP");
-    let reloading = datagram_with(&socket, "RELOADING=1");
+    let reloading = notify.next_with("RELOADING=1");
     assert!(
         reloading.lines().any(|l| l.starts_with("MONOTONIC_USEC=")),
         "{reloading:?}"
     );
-    datagram_with(&socket, "READY=1");
+    notify.next_with("READY=1");
 
     signal(daemon.pid, "TERM");
-    datagram_with(&socket, "STOPPING=1");
+    notify.next_with("STOPPING=1");
     assert_eq!(daemon.wait().code(), Some(0));
 }
 
@@ -250,14 +255,7 @@ fn json_access_lines_carry_the_exchange_and_log_level_filters() {
     let config = TempConfig::new(&config_with(&state, ""));
     // With only warnings and access lines let through, the "listening" lines are not
     // logged: the proxy's address comes from the readiness message instead.
-    let dir = TempDirPath::new("log-notify");
-    std::fs::create_dir_all(&dir.0).expect("create the socket dir");
-    let socket_path = dir.0.join("notify.sock");
-    let socket = UnixDatagram::bind(&socket_path).expect("bind the notify socket");
-    socket
-        .set_read_timeout(Some(DEADLINE))
-        .expect("set a read timeout");
-    let socket_env = socket_path.display().to_string();
+    let notify = NotifySocket::bind("log-notify");
     let daemon = Daemon::start_with_env(
         &config,
         &[
@@ -266,9 +264,9 @@ fn json_access_lines_carry_the_exchange_and_log_level_filters() {
             "--log-level",
             "warn,sessiond::access=info",
         ],
-        &[("NOTIFY_SOCKET", socket_env.as_str())],
+        &[("NOTIFY_SOCKET", notify.path.as_str())],
     );
-    let ready = datagram_with(&socket, "READY=1");
+    let ready = notify.next_with("READY=1");
     let proxy: SocketAddr = ready
         .lines()
         .find_map(|l| l.strip_prefix("STATUS=proxy on "))

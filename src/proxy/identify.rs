@@ -105,13 +105,14 @@ impl Identifier {
         let admitted_by_connect = tunnel_session == Some(name);
         let secret_ok = admitted_by_connect
             || profile
+                .configured
                 .secret
                 .as_ref()
                 .is_some_and(|s| password.is_some_and(|p| s.matches(p)));
         if policy.require_auth && !secret_ok {
             return Err(auth_required());
         }
-        if profile.secret.is_some() && !secret_ok {
+        if profile.configured.secret.is_some() && !secret_ok {
             let entitled = conn.listener_session.as_deref() == Some(name)
                 || policy
                     .clients

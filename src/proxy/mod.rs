@@ -187,7 +187,11 @@ impl Proxy {
         *req.uri_mut() = uri;
         *req.headers_mut() = headers;
         let (parts, ()) = req.into_parts();
-        profile.upstream.send_buffered(parts, body, timeouts).await
+        profile
+            .configured
+            .upstream
+            .send_buffered(parts, body, timeouts)
+            .await
     }
 
     /// CONNECT: identify the session, check the target, answer `200` and hand the
@@ -208,14 +212,14 @@ impl Proxy {
                     &profile.settings,
                     &connect::bare_host(&target),
                 )?;
-                Ok((guard, target))
+                Ok((guard, profile.configured.origin, target))
             });
-        let (guard, target) = match admitted {
+        let (guard, origin, target) = match admitted {
             Ok(ok) => ok,
             Err(err) => return self.refuse(err, conn, log),
         };
         let session = Arc::clone(guard.session());
-        log.set_session(guard);
+        log.set_session(guard, origin);
         log.set_status(200);
         let proxy = Arc::clone(self);
         let tunnels = Arc::clone(&self.tunnels);
@@ -258,7 +262,7 @@ impl Proxy {
             .identifier
             .identify(&self.policy(), req.headers(), conn)?;
         let session = Arc::clone(guard.session());
-        log.set_session(guard);
+        log.set_session(guard, profile.configured.origin);
         // One snapshot of the configuration for the whole exchange: a PATCH or a reload
         // applies to the next one.
         let settings = &profile.settings;
@@ -324,7 +328,7 @@ impl Proxy {
         }
 
         let timeouts = settings.timeouts;
-        let upstream = &profile.upstream;
+        let upstream = &profile.configured.upstream;
         let mut resp = match body {
             Outgoing::Stream(body) => {
                 upstream

@@ -12,7 +12,7 @@ use crate::metrics::{Metrics, OutcomeLabels};
 use crate::observe::{Exchange, Observer};
 use crate::server::ActiveGuard;
 use crate::session::jar::{CookieChange, SetOutcome};
-use crate::session::{ExchangeGuard, Session};
+use crate::session::{ExchangeGuard, Origin, Session};
 use crate::store::{Durability, Store};
 
 /// Stores every `Set-Cookie` of a response in the session's jar and returns what changed
@@ -96,6 +96,8 @@ pub struct ExchangeLog {
     response_headers: Option<HeaderMap>,
     /// Keeps the session marked busy until the body is done.
     _guard: Option<ExchangeGuard>,
+    /// The session's origin in the profile the exchange ran with.
+    origin: Option<Origin>,
     /// Keeps the client connection from counting as idle until the body is done.
     _connection: Option<ActiveGuard>,
 }
@@ -118,6 +120,7 @@ impl ExchangeLog {
             request_headers: None,
             response_headers: None,
             _guard: None,
+            origin: None,
             _connection: None,
         }
     }
@@ -126,9 +129,11 @@ impl ExchangeLog {
         self._connection = Some(guard);
     }
 
-    pub fn set_session(&mut self, guard: ExchangeGuard) {
+    /// The exchange's session, and its origin as the exchange's profile says.
+    pub fn set_session(&mut self, guard: ExchangeGuard, origin: Origin) {
         self.session = Some(Arc::clone(guard.session().name()));
         self._guard = Some(guard);
+        self.origin = Some(origin);
     }
 
     pub fn set_status(&mut self, status: u16) {
@@ -182,9 +187,9 @@ impl Drop for ExchangeLog {
             outcome = self.outcome,
         );
         let recent = self._guard.as_ref().map(|g| Arc::clone(g.session()));
-        let session_class = match recent.as_deref().map(Session::origin) {
-            Some(crate::session::Origin::Configured) => "configured",
-            Some(crate::session::Origin::Dynamic) => "dynamic",
+        let session_class = match self.origin {
+            Some(Origin::Configured) => "configured",
+            Some(Origin::Dynamic) => "dynamic",
             None => "none",
         };
         self.observer.publish(

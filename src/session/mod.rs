@@ -33,14 +33,9 @@ pub enum Origin {
 /// read as one `Arc` per exchange so an exchange never mixes two configurations.
 #[derive(Debug, Clone)]
 pub struct Profile {
-    pub origin: Origin,
-    pub secret: Option<Secret>,
-    /// The configured (or template) settings, before runtime overrides.
-    base: Arc<SessionSettings>,
-    /// `base` with the runtime overrides laid over it: what requests get.
+    pub configured: Configured,
+    /// `configured.settings` with the runtime overrides laid over it: what requests get.
     pub settings: Arc<SessionSettings>,
-    /// The shared pool for the settings' connection identity.
-    pub upstream: UpstreamClient,
 }
 
 /// What a session is configured as, before its runtime overrides.
@@ -48,7 +43,9 @@ pub struct Profile {
 pub struct Configured {
     pub origin: Origin,
     pub secret: Option<Secret>,
+    /// The configured (or template) settings.
     pub settings: Arc<SessionSettings>,
+    /// The shared pool for the settings' connection identity.
     pub upstream: UpstreamClient,
 }
 
@@ -120,7 +117,7 @@ impl Session {
     }
 
     pub fn origin(&self) -> Origin {
-        self.profile().origin
+        self.profile().configured.origin
     }
 
     /// Lays `given` over the session's runtime overrides and swaps the effective settings
@@ -135,8 +132,8 @@ impl Session {
         overrides.merge(given);
         let current = self.profile();
         let next = Profile {
-            settings: effective(&current.base, &overrides),
-            ..Profile::clone(&current)
+            settings: effective(&current.configured.settings, &overrides),
+            configured: current.configured.clone(),
         };
         self.profile.set(Arc::new(next));
         persist(&overrides)
@@ -238,11 +235,8 @@ impl Drop for ExchangeGuard {
 
 fn profile(configured: Configured, overrides: &HeaderOverrides) -> Profile {
     Profile {
-        origin: configured.origin,
-        secret: configured.secret,
         settings: effective(&configured.settings, overrides),
-        base: configured.settings,
-        upstream: configured.upstream,
+        configured,
     }
 }
 

@@ -143,13 +143,12 @@ impl Registry {
         for entry in self.sessions.iter() {
             entry.value().reconfigure(defaults.configured(entry.key()));
         }
+        // A session made meanwhile was either seen by the pass above or made from the new
+        // defaults: only the missing ones are inserted.
         for (name, stored) in stored {
-            let session = self
-                .sessions
+            self.sessions
                 .entry(Arc::clone(&name))
                 .or_insert_with(|| Arc::new(self.session(&defaults, &name, stored)));
-            // Made meanwhile (by a request, from the new defaults): nothing to do.
-            session.value().reconfigure(defaults.configured(&name));
         }
     }
 

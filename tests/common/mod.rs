@@ -197,14 +197,22 @@ pub fn logged_addr(line: &serde_json::Value) -> SocketAddr {
         .unwrap_or_else(|| panic!("no addr in {line}"))
 }
 
+/// `GET path` of the server at `addr`; the whole response as text.
 pub fn http_get(addr: SocketAddr, path: &str) -> String {
-    let mut stream = TcpStream::connect(addr).expect("connect to the admin API");
+    http_request(addr, path, &addr.to_string(), "")
+}
+
+/// One `GET` to `addr` with `Connection: close`; the whole response as text. `target` is
+/// the request target: a path for a server, an absolute URL for a proxy. `extra` is more
+/// header lines, each ending in `\r\n`.
+pub fn http_request(addr: SocketAddr, target: &str, host: &str, extra: &str) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connect");
     stream
         .set_read_timeout(Some(DEADLINE))
         .expect("set a read timeout");
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "GET {target} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n"
     )
     .expect("send a request");
     let mut response = String::new();
