@@ -391,6 +391,13 @@ impl Minter {
             .map_err(Arc::unwrap_or_clone)
     }
 
+    /// The server config for `host` if one is already minted: never blocks, so an async
+    /// caller can skip the blocking pool for every tunnel but the first to a host.
+    pub fn cached(&self, host: &str) -> Option<Arc<ServerConfig>> {
+        let name = LeafName::parse(host).ok()?;
+        self.cache.get(&name.to_string())
+    }
+
     /// Counts every leaf minted in `counter` (every other `server_config` is a cache hit).
     pub fn counting_mints(
         mut self,

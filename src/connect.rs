@@ -124,10 +124,17 @@ impl Tunnels {
         I: AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         // Minting is a millisecond of CPU, and a second tunnel to the same new host waits
-        // for the first mint: both belong on the blocking pool, not a runtime worker.
-        let minter = Arc::clone(&self.minter);
-        let host = name.clone();
-        let minted = tokio::task::spawn_blocking(move || minter.server_config(&host)).await;
+        // for the first mint: both belong on the blocking pool, not a runtime worker. A
+        // leaf already minted is taken at once: the hop to the pool and back would cost
+        // more than the lookup.
+        let minted = match self.minter.cached(&name) {
+            Some(config) => Ok(Ok(config)),
+            None => {
+                let minter = Arc::clone(&self.minter);
+                let host = name.clone();
+                tokio::task::spawn_blocking(move || minter.server_config(&host)).await
+            }
+        };
         let config = match minted {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {

@@ -15,6 +15,7 @@ pub mod hooks;
 pub mod identify;
 pub mod record;
 pub mod rewrite;
+mod target;
 pub mod upstream;
 
 use std::net::SocketAddr;
@@ -535,7 +536,7 @@ fn target_url(req: &Request<Incoming>) -> Result<Url, ProxyError> {
             "the target URL carries user:password@; send credentials in headers instead".into(),
         ));
     }
-    Url::parse(&uri.to_string())
+    target::target_url(uri)
         .map_err(|e| ProxyError::BadRequest(format!("the target URL is not valid: {e}")))
 }
 

@@ -374,7 +374,10 @@ impl UpstreamClient {
                 .headers
                 .insert(http::header::PROXY_AUTHORIZATION, auth.clone());
         }
-        let target = authority_of(&parts.uri);
+        // Kept for an error message: cloning the authority shares its bytes, and the
+        // `host:port` text is only made if something fails.
+        let authority = parts.uri.authority().cloned();
+        let target = || authority_of(authority.as_ref());
         let https = parts.uri.scheme() == Some(&http::uri::Scheme::HTTPS);
         let client = if upgrade {
             &self.http1_client
@@ -386,27 +389,27 @@ impl UpstreamClient {
         if let Some(body_sent) = body_sent {
             // An origin may answer before reading the whole body (a 413, say).
             tokio::select! {
-                r = &mut exchange => return r.map_err(|e| classify(&e, target, https)),
+                r = &mut exchange => return r.map_err(|e| classify(&e, target(), https)),
                 _ = body_sent => {}
             }
         }
         match tokio::time::timeout(timeouts.response, exchange).await {
             Err(_) => Err(ProxyError::ResponseTimeout {
-                target,
+                target: target(),
                 after: timeouts.response,
             }),
             Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) => Err(classify(&e, target, https)),
+            Ok(Err(e)) => Err(classify(&e, target(), https)),
         }
     }
 }
 
 /// `host[:port]` for messages: never the user info an authority may carry.
-fn authority_of(uri: &Uri) -> String {
-    match (uri.host(), uri.port_u16()) {
-        (Some(h), Some(p)) => format!("{h}:{p}"),
-        (Some(h), None) => h.to_string(),
-        (None, _) => String::new(),
+fn authority_of(authority: Option<&http::uri::Authority>) -> String {
+    match authority.map(|a| (a.host(), a.port_u16())) {
+        Some((h, Some(p))) => format!("{h}:{p}"),
+        Some((h, None)) => h.to_string(),
+        None => String::new(),
     }
 }
 

@@ -48,7 +48,25 @@ pub struct Jar {
     /// The expiry last handed to the store per cookie: a refresh that moves it by less
     /// than [`EXPIRY_TOLERANCE`] is not a change worth a write.
     persisted_expiry: HashMap<String, Option<i64>>,
+    /// `Cookie` headers already worked out for a request without cookies of its own,
+    /// keyed by scheme, host and path. Emptied by every change to the jar; an entry also
+    /// goes stale when the first of its cookies expires.
+    sent: HashMap<String, Sent>,
+    /// `Set-Cookie` headers (with the request they answered, see [`request_key`]) that
+    /// changed nothing, and that carry no expiry: until the jar changes, the same header
+    /// again changes nothing either, and is not parsed again.
+    unchanged: std::collections::HashSet<String>,
 }
+
+/// A `Cookie` header the jar worked out, and until when it holds (unix seconds).
+struct Sent {
+    value: Option<HeaderValue>,
+    until: Option<i64>,
+}
+
+/// Entries [`Jar::cookie_header`] keeps; past this the cache starts again empty, so a
+/// client walking many paths costs memory no more than this.
+const SENT_ENTRIES: usize = 64;
 
 /// How far a re-sent cookie's expiry may move before it counts as a change. Servers
 /// re-send `Max-Age` sessions on every response; writing each one would buy nothing.
@@ -140,6 +158,8 @@ impl Jar {
             limits,
             changes: Vec::new(),
             persisted_expiry: HashMap::new(),
+            sent: HashMap::new(),
+            unchanged: std::collections::HashSet::new(),
         }
     }
 
@@ -197,6 +217,7 @@ impl Jar {
                 continue;
             };
             let k = cookie_key(&cookie);
+            self.forget_worked_out();
             if self.store.insert(cookie.into_owned(), &url).is_err() {
                 continue;
             }
@@ -297,11 +318,40 @@ impl Jar {
         self.len() == 0
     }
 
+    /// The jar changed: what was worked out from it before no longer holds.
+    fn forget_worked_out(&mut self) {
+        self.sent.clear();
+        self.unchanged.clear();
+    }
+
     /// Records one `Set-Cookie` header received in a response to `url`.
     pub fn set_cookie(&mut self, header: &[u8], url: &Url) -> SetOutcome {
         let Ok(text) = std::str::from_utf8(header) else {
             return SetOutcome::Ignored("not UTF-8");
         };
+        // A header with an expiry means something else as time passes; one without
+        // does not, so if it changed nothing before, it changes nothing now.
+        let timeless =
+            !contains_ignore_case(text, "max-age") && !contains_ignore_case(text, "expires");
+        let key = timeless.then(|| request_key(url, text));
+        if let Some(key) = &key
+            && self.unchanged.contains(key)
+        {
+            return SetOutcome::Unchanged;
+        }
+        let outcome = self.store_set_cookie(text, url);
+        if outcome == SetOutcome::Unchanged
+            && let Some(key) = key
+        {
+            if self.unchanged.len() >= SENT_ENTRIES {
+                self.unchanged.clear();
+            }
+            self.unchanged.insert(key);
+        }
+        outcome
+    }
+
+    fn store_set_cookie(&mut self, text: &str, url: &Url) -> SetOutcome {
         let Ok(mut raw) = RawCookie::parse(text) else {
             return SetOutcome::Ignored("not a cookie");
         };
@@ -325,12 +375,24 @@ impl Jar {
             Ok(c) => c.into_owned(),
             Err(_) => return SetOutcome::Ignored("Domain does not match the host"),
         };
+        // Servers re-send the same cookie on every response: when the jar already holds
+        // it, nothing is stored, ordered or persisted. Checked before the "leave secure
+        // cookies alone" scan, which walks the whole jar: an identical cookie is already
+        // there, so refusing it or not leaves the jar as it is.
+        if self
+            .store
+            .get(domain_of(&cookie), cookie.path.as_ref(), cookie.name())
+            .is_some_and(|old| same_cookie(old, &cookie))
+        {
+            return SetOutcome::Unchanged;
+        }
         if !cookie.secure().unwrap_or(false)
             && url.scheme() != "https"
             && self.shadows_secure(&cookie)
         {
             return SetOutcome::Ignored("would overwrite a Secure cookie from plain http");
         }
+        self.forget_worked_out();
         let k = cookie_key(&cookie);
         let before = self
             .store
@@ -367,10 +429,52 @@ impl Jar {
     /// The `Cookie` header for a request to `url`: the client's own cookies first (the
     /// client wins on a name clash), then the jar's, longest path first and, for equal
     /// paths, oldest first. `None` when there is nothing to send.
-    pub fn cookie_header(&self, url: &Url, client: Option<&HeaderValue>) -> Option<HeaderValue> {
+    pub fn cookie_header(
+        &mut self,
+        url: &Url,
+        client: Option<&HeaderValue>,
+    ) -> Option<HeaderValue> {
+        if client.is_some() {
+            return self.work_out_header(url, client).0;
+        }
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let key = request_key(url, "");
+        if let Some(sent) = self.sent.get(&key)
+            && sent.until.is_none_or(|until| now < until)
+        {
+            return sent.value.clone();
+        }
+        let (value, until) = self.work_out_header(url, None);
+        if self.sent.len() >= SENT_ENTRIES {
+            self.forget_worked_out();
+        }
+        self.sent.insert(
+            key,
+            Sent {
+                value: value.clone(),
+                until,
+            },
+        );
+        value
+    }
+
+    /// The header [`cookie_header`](Self::cookie_header) sends, and when the first of the
+    /// jar's cookies in it expires.
+    fn work_out_header(
+        &self,
+        url: &Url,
+        client: Option<&HeaderValue>,
+    ) -> (Option<HeaderValue>, Option<i64>) {
         let mut matched: Vec<_> = self.store.matches(url);
+        let until = matched
+            .iter()
+            .filter_map(|c| match &c.expires {
+                cookie_store::CookieExpiration::AtUtc(at) => Some(at.unix_timestamp()),
+                cookie_store::CookieExpiration::SessionEnd => None,
+            })
+            .min();
         if matched.is_empty() {
-            return client.cloned();
+            return (client.cloned(), until);
         }
         let mut buf = String::new();
         let mut ordered: Vec<(usize, u64, &cookie_store::Cookie<'static>)> = matched
@@ -408,15 +512,18 @@ impl Jar {
             out.extend_from_slice(c.value().as_bytes());
         }
         if out.is_empty() {
-            return None;
+            return (None, until);
         }
         // Values came from headers we parsed, so they are valid header text; if not, the
         // client's header goes through alone rather than failing the request.
-        let mut value = HeaderValue::from_bytes(&out)
+        let value = HeaderValue::from_bytes(&out)
             .ok()
-            .or_else(|| client.cloned())?;
-        value.set_sensitive(true);
-        Some(value)
+            .or_else(|| client.cloned())
+            .map(|mut v| {
+                v.set_sensitive(true);
+                v
+            });
+        (value, until)
     }
 
     /// Every stored cookie, for inspection (the admin API and tests).
@@ -439,6 +546,7 @@ impl Jar {
     }
 
     fn remove_key(&mut self, k: &str) {
+        self.forget_worked_out();
         if let Some((d, p, n)) = split_key(k) {
             self.store.remove(d, p, n);
             self.changes.push(CookieChange::Delete {
@@ -494,6 +602,47 @@ impl Jar {
             }
         }
     }
+}
+
+fn contains_ignore_case(haystack: &str, needle: &str) -> bool {
+    haystack
+        .as_bytes()
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+}
+
+/// `scheme:host/path` of a request, then `extra`: what decides which cookies a request
+/// is sent, and (with the header as `extra`) what a `Set-Cookie` it gets stores.
+fn request_key(url: &Url, extra: &str) -> String {
+    let host = url.host_str().unwrap_or("");
+    let mut key =
+        String::with_capacity(url.scheme().len() + host.len() + url.path().len() + extra.len() + 2);
+    key.push_str(url.scheme());
+    key.push(':');
+    key.push_str(host);
+    key.push_str(url.path());
+    key.push('\0');
+    key.push_str(extra);
+    key
+}
+
+/// Whether `new` says exactly what `old` (stored under the same domain, path and name)
+/// says. An expiry that moved by less than a second counts as the same: a `Max-Age`
+/// re-sent on every response would otherwise make every response an update, and a
+/// cookie that expires up to a second early is what a second-granular `Expires` gives.
+fn same_cookie(old: &cookie_store::Cookie<'_>, new: &cookie_store::Cookie<'_>) -> bool {
+    use cookie_store::CookieExpiration::{AtUtc, SessionEnd};
+    let expiry_same = match (&old.expires, &new.expires) {
+        (SessionEnd, SessionEnd) => true,
+        (AtUtc(a), AtUtc(b)) => (*a - *b).abs() < time::Duration::SECOND,
+        _ => false,
+    };
+    expiry_same
+        && old.value() == new.value()
+        && old.domain == new.domain
+        && old.secure() == new.secure()
+        && old.http_only() == new.http_only()
+        && old.same_site() == new.same_site()
 }
 
 fn split_key(k: &str) -> Option<(&str, &str, &str)> {

@@ -528,11 +528,11 @@ fn json_document_errors() {
 #[test]
 fn a_curl_file_restored_into_a_jar_sends_its_cookies() {
     let text = CURL_7_88.replace("1795484708", &FAR.to_string());
-    let jar = crate::session::Jar::restore(
+    let mut jar = crate::session::Jar::restore(
         crate::config::CookieLimits::default(),
         from_netscape(&text).unwrap(),
     );
-    let sent = |to: &str| {
+    let mut sent = |to: &str| {
         jar.cookie_header(&url::Url::parse(to).unwrap(), None)
             .map(|v| v.to_str().unwrap().to_string())
     };

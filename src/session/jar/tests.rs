@@ -27,12 +27,12 @@ fn set(jar: &mut Jar, from: &str, header: &str) -> SetOutcome {
 }
 
 /// The `Cookie` header the jar alone would send to `to`, as text.
-fn sent(jar: &Jar, to: &str) -> Option<String> {
+fn sent(jar: &mut Jar, to: &str) -> Option<String> {
     jar.cookie_header(&url(to), None)
         .map(|v| v.to_str().unwrap().to_string())
 }
 
-fn sent_with(jar: &Jar, to: &str, client: &str) -> Option<String> {
+fn sent_with(jar: &mut Jar, to: &str, client: &str) -> Option<String> {
     let client = HeaderValue::from_str(client).unwrap();
     jar.cookie_header(&url(to), Some(&client))
         .map(|v| v.to_str().unwrap().to_string())
@@ -54,7 +54,7 @@ fn stores_and_sends_a_cookie() {
     );
     assert_eq!(j.len(), 1);
     assert_eq!(
-        sent(&j, "http://example.com/anything").as_deref(),
+        sent(&mut j, "http://example.com/anything").as_deref(),
         Some("sid=1234")
     );
 }
@@ -68,7 +68,10 @@ fn updating_a_cookie_replaces_its_value() {
         SetOutcome::Updated
     );
     assert_eq!(j.len(), 1);
-    assert_eq!(sent(&j, "http://example.com/").as_deref(), Some("sid=new"));
+    assert_eq!(
+        sent(&mut j, "http://example.com/").as_deref(),
+        Some("sid=new")
+    );
 }
 
 #[test]
@@ -100,10 +103,13 @@ fn garbage_set_cookie_is_ignored() {
 fn host_only_cookie_stays_on_its_host() {
     let mut j = jar();
     set(&mut j, "http://a.example.com/", "h=1");
-    assert_eq!(sent(&j, "http://a.example.com/").as_deref(), Some("h=1"));
-    assert_eq!(sent(&j, "http://b.example.com/"), None);
-    assert_eq!(sent(&j, "http://example.com/"), None);
-    assert_eq!(sent(&j, "http://x.a.example.com/"), None);
+    assert_eq!(
+        sent(&mut j, "http://a.example.com/").as_deref(),
+        Some("h=1")
+    );
+    assert_eq!(sent(&mut j, "http://b.example.com/"), None);
+    assert_eq!(sent(&mut j, "http://example.com/"), None);
+    assert_eq!(sent(&mut j, "http://x.a.example.com/"), None);
 }
 
 #[test]
@@ -113,9 +119,12 @@ fn domain_cookie_goes_to_sibling_subdomains() {
         set(&mut j, "http://a.example.com/", "d=1; Domain=example.com"),
         SetOutcome::Stored
     );
-    assert_eq!(sent(&j, "http://b.example.com/").as_deref(), Some("d=1"));
-    assert_eq!(sent(&j, "http://example.com/").as_deref(), Some("d=1"));
-    assert_eq!(sent(&j, "http://notexample.com/"), None);
+    assert_eq!(
+        sent(&mut j, "http://b.example.com/").as_deref(),
+        Some("d=1")
+    );
+    assert_eq!(sent(&mut j, "http://example.com/").as_deref(), Some("d=1"));
+    assert_eq!(sent(&mut j, "http://notexample.com/"), None);
 }
 
 #[test]
@@ -140,10 +149,16 @@ fn domain_of_another_site_is_refused() {
 fn path_matches_on_a_slash_boundary() {
     let mut j = jar();
     set(&mut j, "http://example.com/", "p=1; Path=/api");
-    assert_eq!(sent(&j, "http://example.com/api").as_deref(), Some("p=1"));
-    assert_eq!(sent(&j, "http://example.com/api/x").as_deref(), Some("p=1"));
-    assert_eq!(sent(&j, "http://example.com/apix"), None);
-    assert_eq!(sent(&j, "http://example.com/"), None);
+    assert_eq!(
+        sent(&mut j, "http://example.com/api").as_deref(),
+        Some("p=1")
+    );
+    assert_eq!(
+        sent(&mut j, "http://example.com/api/x").as_deref(),
+        Some("p=1")
+    );
+    assert_eq!(sent(&mut j, "http://example.com/apix"), None);
+    assert_eq!(sent(&mut j, "http://example.com/"), None);
 }
 
 // ---- Secure ----
@@ -166,8 +181,8 @@ fn secure_cookie_from_https_is_sent_only_to_https() {
         set(&mut j, "https://example.com/", "s=1; Secure"),
         SetOutcome::Stored
     );
-    assert_eq!(sent(&j, "https://example.com/").as_deref(), Some("s=1"));
-    assert_eq!(sent(&j, "http://example.com/"), None);
+    assert_eq!(sent(&mut j, "https://example.com/").as_deref(), Some("s=1"));
+    assert_eq!(sent(&mut j, "http://example.com/"), None);
 }
 
 #[test]
@@ -221,7 +236,7 @@ fn host_prefix_accepted_with_secure_root_path_and_no_domain() {
         SetOutcome::Stored
     );
     assert_eq!(
-        sent(&j, "https://example.com/").as_deref(),
+        sent(&mut j, "https://example.com/").as_deref(),
         Some("__Host-id=1")
     );
 }
@@ -266,7 +281,7 @@ fn plain_http_cannot_overwrite_a_secure_cookie() {
         "sid=evil; Domain=example.com"
     )));
     assert_eq!(
-        sent(&j, "https://example.com/deeper").as_deref(),
+        sent(&mut j, "https://example.com/deeper").as_deref(),
         Some("sid=good")
     );
     // Another name is fine.
@@ -284,7 +299,10 @@ fn https_may_replace_a_secure_cookie() {
         set(&mut j, "https://example.com/", "sid=new"),
         SetOutcome::Updated
     );
-    assert_eq!(sent(&j, "http://example.com/").as_deref(), Some("sid=new"));
+    assert_eq!(
+        sent(&mut j, "http://example.com/").as_deref(),
+        Some("sid=new")
+    );
 }
 
 // ---- public suffixes ----
@@ -327,7 +345,7 @@ fn registrable_domain_is_accepted() {
         SetOutcome::Stored
     );
     assert_eq!(
-        sent(&j, "http://shop.example.co.uk/").as_deref(),
+        sent(&mut j, "http://shop.example.co.uk/").as_deref(),
         Some("x=1")
     );
 }
@@ -339,8 +357,8 @@ fn public_suffix_host_setting_its_own_domain_gets_a_host_only_cookie() {
         set(&mut j, "http://co.uk/", "x=1; Domain=co.uk"),
         SetOutcome::Stored
     );
-    assert_eq!(sent(&j, "http://co.uk/").as_deref(), Some("x=1"));
-    assert_eq!(sent(&j, "http://example.co.uk/"), None);
+    assert_eq!(sent(&mut j, "http://co.uk/").as_deref(), Some("x=1"));
+    assert_eq!(sent(&mut j, "http://example.co.uk/"), None);
 }
 
 // ---- expiry ----
@@ -355,7 +373,10 @@ fn max_age_zero_removes_a_stored_cookie() {
         SetOutcome::Removed
     );
     assert_eq!(j.len(), 1);
-    assert_eq!(sent(&j, "http://example.com/").as_deref(), Some("keep=1"));
+    assert_eq!(
+        sent(&mut j, "http://example.com/").as_deref(),
+        Some("keep=1")
+    );
 }
 
 #[test]
@@ -371,7 +392,7 @@ fn past_expires_removes_a_stored_cookie() {
         SetOutcome::Removed
     );
     assert!(j.is_empty());
-    assert_eq!(sent(&j, "http://example.com/"), None);
+    assert_eq!(sent(&mut j, "http://example.com/"), None);
 }
 
 #[test]
@@ -394,7 +415,10 @@ fn removal_must_match_domain_and_path() {
         "http://example.com/",
         "sid=; Max-Age=0; Path=/"
     )));
-    assert_eq!(sent(&j, "http://example.com/api").as_deref(), Some("sid=1"));
+    assert_eq!(
+        sent(&mut j, "http://example.com/api").as_deref(),
+        Some("sid=1")
+    );
 }
 
 #[test]
@@ -404,7 +428,10 @@ fn future_max_age_is_stored() {
         set(&mut j, "http://example.com/", "sid=1; Max-Age=3600"),
         SetOutcome::Stored
     );
-    assert_eq!(sent(&j, "http://example.com/").as_deref(), Some("sid=1"));
+    assert_eq!(
+        sent(&mut j, "http://example.com/").as_deref(),
+        Some("sid=1")
+    );
 }
 
 // ---- size and count limits ----
@@ -447,10 +474,10 @@ fn per_domain_limit_evicts_the_oldest_of_that_domain() {
         );
     }
     assert_eq!(
-        sent(&j, "http://example.com/").as_deref(),
+        sent(&mut j, "http://example.com/").as_deref(),
         Some("c1=1; c2=1; c3=1")
     );
-    assert_eq!(sent(&j, "http://other.test/").as_deref(), Some("o=1"));
+    assert_eq!(sent(&mut j, "http://other.test/").as_deref(), Some("o=1"));
     assert_eq!(j.len(), 4);
 }
 
@@ -461,10 +488,10 @@ fn per_session_limit_evicts_the_oldest_overall() {
         set(&mut j, &format!("http://{host}/"), "c=1");
     }
     assert_eq!(j.len(), 3);
-    assert_eq!(sent(&j, "http://a.test/"), None);
+    assert_eq!(sent(&mut j, "http://a.test/"), None);
     for host in ["b.test", "c.test", "d.test"] {
         assert_eq!(
-            sent(&j, &format!("http://{host}/")).as_deref(),
+            sent(&mut j, &format!("http://{host}/")).as_deref(),
             Some("c=1"),
             "{host}"
         );
@@ -481,7 +508,10 @@ fn updated_cookie_keeps_its_creation_time_so_is_evicted_first() {
         SetOutcome::Updated
     );
     set(&mut j, "http://example.com/", "c=1");
-    assert_eq!(sent(&j, "http://example.com/").as_deref(), Some("b=1; c=1"));
+    assert_eq!(
+        sent(&mut j, "http://example.com/").as_deref(),
+        Some("b=1; c=1")
+    );
 }
 
 #[test]
@@ -491,7 +521,10 @@ fn removed_cookie_frees_its_place() {
     set(&mut j, "http://example.com/", "b=1");
     set(&mut j, "http://example.com/", "a=; Max-Age=0");
     set(&mut j, "http://example.com/", "c=1");
-    assert_eq!(sent(&j, "http://example.com/").as_deref(), Some("b=1; c=1"));
+    assert_eq!(
+        sent(&mut j, "http://example.com/").as_deref(),
+        Some("b=1; c=1")
+    );
 }
 
 // ---- the Cookie header ----
@@ -503,7 +536,7 @@ fn longer_paths_are_sent_first() {
     set(&mut j, "http://example.com/", "deep=1; Path=/a/b");
     set(&mut j, "http://example.com/", "mid=1; Path=/a");
     assert_eq!(
-        sent(&j, "http://example.com/a/b/c").as_deref(),
+        sent(&mut j, "http://example.com/a/b/c").as_deref(),
         Some("deep=1; mid=1; root=1")
     );
 }
@@ -516,7 +549,7 @@ fn equal_paths_are_sent_oldest_first() {
     }
     set(&mut j, "http://example.com/", "zeta=2");
     assert_eq!(
-        sent(&j, "http://example.com/").as_deref(),
+        sent(&mut j, "http://example.com/").as_deref(),
         Some("zeta=2; alpha=1; mu=1")
     );
 }
@@ -527,7 +560,7 @@ fn client_cookie_wins_a_name_clash_and_comes_first() {
     set(&mut j, "http://example.com/", "a=jar");
     set(&mut j, "http://example.com/", "b=jar");
     assert_eq!(
-        sent_with(&j, "http://example.com/", "z=mine; a=mine").as_deref(),
+        sent_with(&mut j, "http://example.com/", "z=mine; a=mine").as_deref(),
         Some("z=mine; a=mine; b=jar")
     );
 }
@@ -548,9 +581,9 @@ fn client_header_is_unchanged_when_the_jar_has_nothing() {
 #[test]
 fn nothing_to_send_gives_none() {
     let mut j = jar();
-    assert_eq!(sent(&j, "http://example.com/"), None);
+    assert_eq!(sent(&mut j, "http://example.com/"), None);
     set(&mut j, "http://other.test/", "x=1");
-    assert_eq!(sent(&j, "http://example.com/"), None);
+    assert_eq!(sent(&mut j, "http://example.com/"), None);
 }
 
 #[test]
@@ -957,16 +990,16 @@ const PROBES: [&str; 7] = [
 
 #[test]
 fn restore_of_export_round_trips() {
-    let original = populated();
+    let mut original = populated();
     let mut restored = Jar::restore(CookieLimits::default(), original.export());
     assert_eq!(restored.export(), original.export());
     let values = |j: &Jar| -> Vec<String> { j.export().iter().map(|c| c.value.clone()).collect() };
     assert_eq!(values(&restored), values(&original));
     for to in PROBES {
-        assert_eq!(sent(&restored, to), sent(&original, to), "{to}");
+        assert_eq!(sent(&mut restored, to), sent(&mut original, to), "{to}");
     }
     assert_eq!(
-        sent(&restored, "https://www.example.com/a/b/c").as_deref(),
+        sent(&mut restored, "https://www.example.com/a/b/c").as_deref(),
         Some("deep=1; sid=abc; theme=light; zeta=1")
     );
     assert_eq!(restored.take_changes(), []);
@@ -1012,7 +1045,7 @@ fn restore_keeps_creation_order_and_continues_after_it() {
         newest.created
     );
     assert_eq!(
-        sent(&restored, "http://www.example.com/").as_deref(),
+        sent(&mut restored, "http://www.example.com/").as_deref(),
         Some("theme=light; zeta=1; newest=1")
     );
 }
@@ -1032,7 +1065,7 @@ fn restore_skips_expired_cookies() {
 
 #[test]
 fn restored_host_only_stays_host_only_and_domain_cookie_reaches_subdomains() {
-    let restored = Jar::restore(CookieLimits::default(), populated().export());
+    let mut restored = Jar::restore(CookieLimits::default(), populated().export());
     let theme = restored
         .export()
         .into_iter()
@@ -1040,22 +1073,22 @@ fn restored_host_only_stays_host_only_and_domain_cookie_reaches_subdomains() {
         .unwrap();
     assert!(theme.host_only);
     assert_eq!(
-        sent(&restored, "http://www.example.com/").as_deref(),
+        sent(&mut restored, "http://www.example.com/").as_deref(),
         Some("theme=light; zeta=1")
     );
-    assert_eq!(sent(&restored, "http://sub.www.example.com/"), None);
-    assert_eq!(sent(&restored, "http://example.com/"), None);
+    assert_eq!(sent(&mut restored, "http://sub.www.example.com/"), None);
+    assert_eq!(sent(&mut restored, "http://example.com/"), None);
     // The Secure, Domain=example.com cookie.
     assert_eq!(
-        sent(&restored, "https://example.com/").as_deref(),
+        sent(&mut restored, "https://example.com/").as_deref(),
         Some("sid=abc")
     );
     assert_eq!(
-        sent(&restored, "https://x.y.example.com/").as_deref(),
+        sent(&mut restored, "https://x.y.example.com/").as_deref(),
         Some("sid=abc")
     );
     assert_eq!(
-        sent(&restored, "http://x.example.com/"),
+        sent(&mut restored, "http://x.example.com/"),
         None,
         "still Secure"
     );
@@ -1100,7 +1133,7 @@ fn restore_limits_still_evict_the_oldest() {
     let changes = restored.take_changes();
     assert_eq!(changes[1..], [delete("example.com", "/", "a")]);
     assert_eq!(
-        sent(&restored, "http://example.com/").as_deref(),
+        sent(&mut restored, "http://example.com/").as_deref(),
         Some("b=1; c=1")
     );
 }
@@ -1112,16 +1145,145 @@ fn restore_keeps_cookies_of_an_ipv6_host() {
         set(&mut j, "http://[::1]:8080/", "v6=1"),
         SetOutcome::Stored
     );
-    assert_eq!(sent(&j, "http://[::1]:8080/").as_deref(), Some("v6=1"));
-    let restored = Jar::restore(CookieLimits::default(), j.export());
+    assert_eq!(sent(&mut j, "http://[::1]:8080/").as_deref(), Some("v6=1"));
+    let mut restored = Jar::restore(CookieLimits::default(), j.export());
     assert_eq!(restored.export(), j.export());
     assert_eq!(
-        sent(&restored, "http://[::1]:8080/").as_deref(),
+        sent(&mut restored, "http://[::1]:8080/").as_deref(),
         Some("v6=1")
     );
     // An import may spell the address without brackets.
     let mut bare = j.export();
     bare[0].domain = "::1".to_string();
-    let restored = Jar::restore(CookieLimits::default(), bare);
-    assert_eq!(sent(&restored, "http://[::1]/").as_deref(), Some("v6=1"));
+    let mut restored = Jar::restore(CookieLimits::default(), bare);
+    assert_eq!(
+        sent(&mut restored, "http://[::1]/").as_deref(),
+        Some("v6=1")
+    );
+}
+
+// ---- the fast paths: the same cookie again, and headers already worked out ----
+
+#[test]
+fn the_same_cookie_with_another_attribute_is_an_update() {
+    let mut j = jar();
+    set(&mut j, "https://example.com/", "sid=1; Path=/");
+    j.take_changes();
+    for (header, check) in [
+        ("sid=1; Path=/; HttpOnly", "http_only"),
+        ("sid=1; Path=/; HttpOnly; Secure", "secure"),
+        (
+            "sid=1; Path=/; HttpOnly; Secure; SameSite=Strict",
+            "same_site",
+        ),
+        (
+            "sid=1; Path=/; HttpOnly; Secure; SameSite=Strict; Domain=example.com",
+            "domain",
+        ),
+        (
+            "sid=1; Path=/; HttpOnly; Secure; SameSite=Strict; Domain=example.com; Max-Age=600",
+            "expiry",
+        ),
+    ] {
+        assert_eq!(
+            set(&mut j, "https://example.com/", header),
+            SetOutcome::Updated,
+            "{check}"
+        );
+        assert_eq!(j.take_changes().len(), 1, "{check}");
+        assert_eq!(
+            set(&mut j, "https://example.com/", header),
+            SetOutcome::Unchanged,
+            "{check} again"
+        );
+    }
+    let only = &j.export()[0];
+    assert!(only.http_only && only.secure && !only.host_only);
+    assert_eq!(only.same_site.as_deref(), Some("Strict"));
+}
+
+#[test]
+fn a_header_worked_out_before_a_change_is_not_sent_after_it() {
+    let mut j = jar();
+    set(&mut j, "http://example.com/", "a=1");
+    assert_eq!(sent(&mut j, "http://example.com/x").as_deref(), Some("a=1"));
+    set(&mut j, "http://example.com/", "b=2");
+    assert_eq!(
+        sent(&mut j, "http://example.com/x").as_deref(),
+        Some("a=1; b=2")
+    );
+    set(&mut j, "http://example.com/", "a=3");
+    assert_eq!(
+        sent(&mut j, "http://example.com/x").as_deref(),
+        Some("a=3; b=2")
+    );
+    j.remove_matching(None, Some("a"));
+    assert_eq!(sent(&mut j, "http://example.com/x").as_deref(), Some("b=2"));
+    let mut other = jar();
+    set(&mut other, "http://example.com/", "c=4");
+    j.import(other.export(), false);
+    assert_eq!(
+        sent(&mut j, "http://example.com/x").as_deref(),
+        Some("b=2; c=4")
+    );
+    set(&mut j, "http://example.com/", "b=gone; Max-Age=0");
+    assert_eq!(sent(&mut j, "http://example.com/x").as_deref(), Some("c=4"));
+    j.remove_matching(None, None);
+    assert_eq!(sent(&mut j, "http://example.com/x"), None);
+}
+
+#[test]
+fn headers_worked_out_differ_by_scheme_host_and_path() {
+    let mut j = jar();
+    set(&mut j, "https://example.com/", "s=1; Secure");
+    set(&mut j, "http://example.com/app", "p=1; Path=/app");
+    set(&mut j, "http://example.com/", "d=1; Domain=example.com");
+    for _ in 0..2 {
+        assert_eq!(sent(&mut j, "http://example.com/").as_deref(), Some("d=1"));
+        assert_eq!(
+            sent(&mut j, "https://example.com/").as_deref(),
+            Some("s=1; d=1")
+        );
+        assert_eq!(
+            sent(&mut j, "http://example.com/app/x").as_deref(),
+            Some("p=1; d=1")
+        );
+        assert_eq!(
+            sent(&mut j, "http://www.example.com/").as_deref(),
+            Some("d=1")
+        );
+        assert_eq!(sent(&mut j, "http://other.example/"), None);
+    }
+}
+
+#[test]
+fn a_header_worked_out_stops_at_its_first_cookies_expiry() {
+    let mut j = jar();
+    set(&mut j, "http://example.com/", "short=1; Max-Age=1");
+    set(&mut j, "http://example.com/", "long=1; Max-Age=3600");
+    assert_eq!(
+        sent(&mut j, "http://example.com/").as_deref(),
+        Some("short=1; long=1")
+    );
+    // The passing of time is what is tested: there is nothing to wait on instead.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    assert_eq!(
+        sent(&mut j, "http://example.com/").as_deref(),
+        Some("long=1")
+    );
+}
+
+#[test]
+fn the_client_cookie_merge_does_not_use_or_fill_the_cache() {
+    let mut j = jar();
+    set(&mut j, "http://example.com/", "a=1");
+    assert_eq!(
+        sent_with(&mut j, "http://example.com/", "a=mine; z=9").as_deref(),
+        Some("a=mine; z=9")
+    );
+    assert_eq!(sent(&mut j, "http://example.com/").as_deref(), Some("a=1"));
+    assert_eq!(
+        sent_with(&mut j, "http://example.com/", "z=9").as_deref(),
+        Some("z=9; a=1")
+    );
 }
