@@ -92,6 +92,10 @@ pub struct Prepared {
 /// A session's jar and runtime settings as the store has them; `None` if it has nothing.
 type Stored = Option<(Jar, HeaderOverrides)>;
 
+/// How much of `max_sessions` one eviction frees at least (1/64): the scan it takes is
+/// then paid once for that many new sessions.
+const EVICT_SHARE: usize = 64;
+
 impl Registry {
     /// Creates every configured session, `default`, and each session named by
     /// `[[clients]]`, so those exist whether or not sessions on demand are allowed.
@@ -245,7 +249,7 @@ impl Registry {
             return Err(RegistryError::Unknown);
         }
         if self.sessions.len() >= defaults.max_sessions {
-            self.evict_one(defaults.max_sessions);
+            self.evict(defaults.max_sessions);
         }
         // Two requests may race to create the same name; the entry API makes one win and
         // both use it. The guard is held only for this synchronous insert. The defaults
@@ -270,27 +274,53 @@ impl Registry {
     /// Removes the least recently used idle session made on demand. If every such
     /// session is busy the cap is exceeded for now: the excess is bounded by the number of
     /// connections, and refusing the request would be worse.
-    fn evict_one(&self, max_sessions: usize) {
+    /// Makes room for one more session by evicting the least recently used idle sessions
+    /// made on demand: a batch of them ([`EVICT_SHARE`] of the cap), so that one scan of
+    /// the map pays for many new sessions, and so that concurrent requests for new
+    /// sessions (which would all pick the same oldest victim) still keep the cap.
+    fn evict(&self, max_sessions: usize) {
+        // Down to this many, which leaves room for the new one and for the next few.
+        let target = max_sessions.saturating_sub((max_sessions / EVICT_SHARE).max(1));
+        let excess = self.sessions.len().saturating_sub(target);
+        if excess == 0 {
+            return;
+        }
         // Collect first, remove after: removing while iterating would deadlock on the
         // shard the iterator holds.
-        let victim = self
+        let mut idle: Vec<(u64, Arc<str>)> = self
             .sessions
             .iter()
             .filter(|e| e.origin() == Origin::Dynamic && e.is_idle())
-            .min_by_key(|e| e.last_used())
-            .map(|e| Arc::clone(e.key()));
-        match victim {
-            Some(name) => {
-                // Re-check under the shard lock: it may have become busy meanwhile.
-                let removed = self.sessions.remove_if(&name, |_, s| s.is_idle());
-                if removed.is_some() {
-                    tracing::info!(session = %name, "evicted idle session to stay within proxy.max_sessions");
-                }
-            }
-            None => tracing::warn!(
+            .map(|e| (e.last_used(), Arc::clone(e.key())))
+            .collect();
+        let take = excess.min(idle.len());
+        if take == 0 {
+            tracing::warn!(
                 max_sessions,
                 "every session made on demand is busy; exceeding proxy.max_sessions for now"
-            ),
+            );
+            return;
+        }
+        if take < idle.len() {
+            idle.select_nth_unstable(take - 1);
+        }
+        // Another request may be evicting at the same time: stop at the target.
+        let mut evicted = 0;
+        for (_, name) in &idle[..take] {
+            if self.sessions.len() <= target {
+                break;
+            }
+            // Re-check under the shard lock: it may have become busy meanwhile.
+            if self.sessions.remove_if(name, |_, s| s.is_idle()).is_some() {
+                evicted += 1;
+            }
+        }
+        if evicted > 0 {
+            tracing::info!(
+                evicted,
+                max_sessions,
+                "evicted the least recently used idle sessions to stay within proxy.max_sessions"
+            );
         }
     }
 

@@ -274,3 +274,31 @@ async fn max_sessions_evicts_the_least_recently_used_idle_session() {
     let again = send(addr, as_session("newer", "/cookies")).await;
     assert_eq!(again.cookies()["k"], "newer");
 }
+
+/// New sessions made at the same moment by many clients still keep `max_sessions`:
+/// eviction frees a batch, not the one oldest session each of them would pick, so the
+/// count cannot creep up past the cap one race at a time.
+#[tokio::test]
+async fn sessions_made_concurrently_keep_max_sessions() {
+    let proxy = start("[proxy]\nmax_sessions = 50\n").await;
+    let registry = proxy.registry();
+    std::thread::scope(|scope| {
+        for t in 0..8 {
+            scope.spawn(move || {
+                for i in 0..200 {
+                    drop(registry.enter_or_create(&format!("t{t}-{i}")).unwrap());
+                }
+            });
+        }
+    });
+    drop(registry.enter_or_create("last").unwrap());
+    assert!(
+        registry.len() <= 50,
+        "{} sessions in memory over a cap of 50",
+        registry.len()
+    );
+    assert!(
+        registry.get("last").is_some(),
+        "the newest session was evicted"
+    );
+}
