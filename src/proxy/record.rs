@@ -5,7 +5,8 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use http::{HeaderMap, Method, Uri, Version, header};
+use bytes::BytesMut;
+use http::{HeaderMap, HeaderValue, Method, Uri, Version, header};
 use url::Url;
 
 use crate::metrics::{Metrics, OutcomeLabels};
@@ -72,6 +73,33 @@ pub async fn persist(
             tracing::error!(session = %session.name(), error = %e, "the cookie change was not committed");
         }
     }
+}
+
+/// A copy of `headers` for the HAR ring whose values share one buffer of exactly their
+/// size. A plain clone would share each value's bytes with the connection's read buffer
+/// (that is how hyper parses them), and a session's recorded exchanges would keep those
+/// whole buffers alive: kilobytes per exchange, for as long as the ring holds it.
+fn detached(headers: &HeaderMap) -> HeaderMap {
+    let mut bytes = BytesMut::with_capacity(headers.values().map(HeaderValue::len).sum());
+    for value in headers.values() {
+        bytes.extend_from_slice(value.as_bytes());
+    }
+    let bytes = bytes.freeze();
+    // The clone keeps the map's layout (no name is hashed again); then each value is
+    // pointed at its copy.
+    let mut out = headers.clone();
+    let mut at = 0;
+    for value in out.values_mut() {
+        let end = at + value.len();
+        // The bytes were a valid value a moment ago, so this cannot fail; if it did, the
+        // shared value would stay rather than be lost.
+        if let Ok(mut copy) = HeaderValue::from_maybe_shared(bytes.slice(at..end)) {
+            copy.set_sensitive(value.is_sensitive());
+            *value = copy;
+        }
+        at = end;
+    }
+    out
 }
 
 /// What the line says if nothing else was recorded: the body was dropped before it ended.
@@ -144,7 +172,7 @@ impl ExchangeLog {
     pub fn set_request(&mut self, version: Version, headers: &HeaderMap) {
         self.version = version;
         if self.observer.wants_details() {
-            self.request_headers = Some(headers.clone());
+            self.request_headers = Some(detached(headers));
         }
     }
 
@@ -153,7 +181,7 @@ impl ExchangeLog {
         self.wait = Some(self.started.elapsed());
         self.cookies_set = cookies_set;
         if self.observer.wants_details() {
-            self.response_headers = Some(headers.clone());
+            self.response_headers = Some(detached(headers));
         }
     }
 
@@ -250,6 +278,24 @@ impl std::fmt::Display for RedactedUri<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_detached_copy_has_every_value_in_order_and_keeps_sensitivity() {
+        let mut h = HeaderMap::new();
+        h.append(header::SET_COOKIE, HeaderValue::from_static("a=1"));
+        h.append(header::SET_COOKIE, HeaderValue::from_static("b=2"));
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        h.insert("x-empty", HeaderValue::from_static(""));
+        let mut secret = HeaderValue::from_static("Bearer t");
+        secret.set_sensitive(true);
+        h.insert(header::AUTHORIZATION, secret);
+        let copy = detached(&h);
+        assert_eq!(copy, h);
+        let cookies: Vec<_> = copy.get_all(header::SET_COOKIE).iter().collect();
+        assert_eq!(cookies, ["a=1", "b=2"]);
+        assert!(copy[header::AUTHORIZATION].is_sensitive());
+        assert!(!copy[header::CONTENT_TYPE].is_sensitive());
+    }
 
     #[test]
     fn redaction_hides_query_values_and_user_info() {
