@@ -7,12 +7,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Read;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::sync::mpsc;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -478,34 +477,12 @@ fn cookies_import_reads_stdin_and_replace_puts() {
         &["cookies", "import", "web", first.path().to_str().unwrap()],
     ));
 
-    let child = sessiond()
-        .args(["cookies", "import", "web", "-", "--replace", "-c"])
-        .arg(client.path())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start sessiond");
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        let mut child = child;
-        let mut stdin = child.stdin.take().expect("piped stdin");
-        stdin
-            .write_all(
-                b"# Netscape HTTP Cookie File\nnew.example.com\tFALSE\t/\tFALSE\t0\tnew\t2\n",
-            )
-            .expect("write stdin");
-        drop(stdin);
-        let _ = tx.send(child.wait_with_output());
-    });
-    let replaced = match rx.recv_timeout(DEADLINE) {
-        Ok(output) => output.expect("wait for sessiond"),
-        Err(_) => {
-            signal(pid, "KILL");
-            panic!("sessiond was still running after {DEADLINE:?}");
-        }
-    };
+    let replaced = run_to_exit_with_stdin(
+        sessiond()
+            .args(["cookies", "import", "web", "-", "--replace", "-c"])
+            .arg(client.path()),
+        Some(b"# Netscape HTTP Cookie File\nnew.example.com\tFALSE\t/\tFALSE\t0\tnew\t2\n"),
+    );
     assert_success(&replaced);
     assert_eq!(
         stdout(&replaced),
@@ -617,16 +594,7 @@ fn events_prints_the_exchanges_of_the_watched_session() {
         .expect("start sessiond events");
     let pid = child.id();
     let guard = KillOnDrop(pid);
-    let out = child.stdout.take().expect("piped stdout");
-    let (tx, lines) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let lines = lines_of(child.stdout.take().expect("piped stdout"));
 
     let until = Instant::now() + DEADLINE;
     let line = loop {

@@ -540,6 +540,23 @@ fn the_cache_returns_one_config_per_host() {
 }
 
 #[test]
+fn cached_answers_only_for_a_host_already_minted_and_never_mints() {
+    let minter = Minter::new(generated());
+    assert!(minter.cached("api.example.test").is_none());
+    assert!(
+        minter.cached("api.example.test").is_none(),
+        "asking minted nothing"
+    );
+    let minted = minter.server_config("api.example.test").unwrap();
+    let cached = minter
+        .cached("API.example.test.")
+        .expect("the same normalised host");
+    assert!(Arc::ptr_eq(&minted, &cached));
+    assert!(minter.cached("www.example.test").is_none());
+    assert!(minter.cached("not a host").is_none());
+}
+
+#[test]
 fn concurrent_first_requests_mint_once() {
     let minter = Arc::new(Minter::new(generated()));
     let configs: Vec<_> = (0..8)

@@ -297,6 +297,31 @@ mod tests {
         assert!(!copy[header::CONTENT_TYPE].is_sensitive());
     }
 
+    /// What `detached` is for: values parsed by hyper are slices of the connection's read
+    /// buffer, and the copy must not keep that buffer alive.
+    #[test]
+    fn a_detached_copy_shares_nothing_with_the_buffer_the_values_came_from() {
+        let read = bytes::Bytes::from_static(b"text/plain; charset=utf-8 gzip");
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_maybe_shared(read.slice(0..25)).unwrap(),
+        );
+        h.insert(
+            header::CONTENT_ENCODING,
+            HeaderValue::from_maybe_shared(read.slice(26..30)).unwrap(),
+        );
+        let copy = detached(&h);
+        assert_eq!(copy, h);
+        let buffer = read.as_ptr_range();
+        for value in copy.values() {
+            assert!(
+                !buffer.contains(&value.as_bytes().as_ptr()),
+                "{value:?} still points into the read buffer"
+            );
+        }
+    }
+
     #[test]
     fn redaction_hides_query_values_and_user_info() {
         let uri: Uri = "http://user:pw@example.com:8080/a/b?token=abc&x=1&flag"

@@ -2,8 +2,8 @@
 //! parsing the scheme and authority again on every request.
 //!
 //! `Url::parse` spends most of its time on the host (IDNA mapping, IP address forms).
-//! Each worker thread keeps the URLs of the last few origins it saw, with path and query
-//! cleared; a request to one of them clones that URL and sets its own path and query,
+//! Each worker thread keeps the URLs of the last few origins it saw (`scheme://authority`,
+//! whose path is `/`); a request to one of them clones that URL and sets its own path and query,
 //! which the `url` crate parses exactly as a whole-URL parse would.
 
 use std::cell::RefCell;
@@ -14,9 +14,16 @@ use url::Url;
 /// Origins remembered per worker thread; a proxy's clients talk to few at a time.
 const ORIGINS: usize = 8;
 
+/// An origin as the request names it, and its URL (`scheme://authority/`).
+struct Known {
+    scheme: Box<str>,
+    authority: Box<str>,
+    url: Url,
+}
+
 thread_local! {
-    /// `(scheme://authority, that URL with path "/" and no query)`, most recent last.
-    static ORIGIN_URLS: RefCell<Vec<(Box<str>, Url)>> = const { RefCell::new(Vec::new()) };
+    /// Most recent last.
+    static ORIGIN_URLS: RefCell<Vec<Known>> = const { RefCell::new(Vec::new()) };
 }
 
 /// `uri` (absolute form, with a scheme and an authority) as a `Url`.
@@ -26,29 +33,27 @@ pub fn target_url(uri: &Uri) -> Result<Url, url::ParseError> {
     let path = uri.path();
     let query = uri.query();
     ORIGIN_URLS.with_borrow_mut(|origins| {
-        let known = origins.iter().position(|(key, _)| {
-            key.len() == scheme.len() + 3 + authority.len()
-                && key.starts_with(scheme)
-                && key[scheme.len()..].starts_with("://")
-                && key.ends_with(authority)
-        });
-        if let Some(i) = known {
-            let mut url = origins[i].1.clone();
-            url.set_path(path);
-            url.set_query(query);
-            return Ok(url);
-        }
-        let key = format!("{scheme}://{authority}");
-        let mut origin = Url::parse(&key)?;
-        origin.set_path("/");
-        origin.set_query(None);
-        let mut url = origin.clone();
+        let known = origins
+            .iter()
+            .position(|k| *k.scheme == *scheme && *k.authority == *authority);
+        let i = match known {
+            Some(i) => i,
+            None => {
+                let origin = Url::parse(&format!("{scheme}://{authority}"))?;
+                if origins.len() >= ORIGINS {
+                    origins.remove(0);
+                }
+                origins.push(Known {
+                    scheme: scheme.into(),
+                    authority: authority.into(),
+                    url: origin,
+                });
+                origins.len() - 1
+            }
+        };
+        let mut url = origins[i].url.clone();
         url.set_path(path);
         url.set_query(query);
-        if origins.len() >= ORIGINS {
-            origins.remove(0);
-        }
-        origins.push((key.into_boxed_str(), origin));
         Ok(url)
     })
 }

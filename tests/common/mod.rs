@@ -53,14 +53,27 @@ impl Drop for TempConfig {
 /// that keeps running (say, a daemon that started when it should have refused) is killed
 /// and the test fails.
 pub fn run_to_exit(cmd: &mut Command) -> Output {
-    let child = cmd
+    run_to_exit_with_stdin(cmd, None)
+}
+
+/// As [`run_to_exit`], writing `input` to the command's stdin (then closing it) when
+/// given.
+pub fn run_to_exit_with_stdin(cmd: &mut Command, input: Option<&'static [u8]>) -> Output {
+    if input.is_some() {
+        cmd.stdin(Stdio::piped());
+    }
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("start sessiond");
     let pid = child.id();
+    let stdin = child.stdin.take();
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
+        if let (Some(mut stdin), Some(input)) = (stdin, input) {
+            stdin.write_all(input).expect("write stdin");
+        }
         let _ = tx.send(child.wait_with_output());
     });
     match rx.recv_timeout(DEADLINE) {
@@ -70,6 +83,20 @@ pub fn run_to_exit(cmd: &mut Command) -> Output {
             panic!("sessiond was still running after {DEADLINE:?}; it should have exited");
         }
     }
+}
+
+/// The lines `from` produces, read on a thread of their own, as they come.
+pub fn lines_of(from: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, lines) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(from).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    lines
 }
 
 pub fn signal(pid: u32, name: &str) {
@@ -110,16 +137,7 @@ impl Daemon {
             .spawn()
             .expect("start sessiond");
         let pid = child.id();
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (tx, lines) = mpsc::channel();
-        thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = lines_of(child.stderr.take().expect("piped stderr"));
         Daemon {
             child: Some(child),
             pid,

@@ -1287,3 +1287,31 @@ fn the_client_cookie_merge_does_not_use_or_fill_the_cache() {
         Some("z=9; a=1")
     );
 }
+
+#[test]
+fn a_set_cookie_that_changed_nothing_counts_again_once_the_jar_changes() {
+    let mut j = jar();
+    set(&mut j, "http://example.com/", "a=1");
+    assert_eq!(
+        set(&mut j, "http://example.com/", "a=1"),
+        SetOutcome::Unchanged
+    );
+    // Remembered per request host: from another host it is another cookie.
+    assert_eq!(
+        set(&mut j, "http://other.example/", "a=1"),
+        SetOutcome::Stored
+    );
+    j.remove_matching(Some("example.com"), Some("a"));
+    assert_eq!(
+        set(&mut j, "http://example.com/", "a=1"),
+        SetOutcome::Stored
+    );
+    let mut other = jar();
+    set(&mut other, "http://example.com/", "a=2");
+    j.import(other.export(), false);
+    assert_eq!(
+        set(&mut j, "http://example.com/", "a=1"),
+        SetOutcome::Updated
+    );
+    assert_eq!(sent(&mut j, "http://example.com/").as_deref(), Some("a=1"));
+}
